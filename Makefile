@@ -1,0 +1,37 @@
+# avfusion — `make demo` runs the main job on the embedded defaults, `make test` runs ruff and pytest.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU build by default; GPU machines: `make TORCH_SPEC='torch' setup` (or any pip spec / index).
+TORCH_SPEC ?= torch==2.13.0
+DEMO_DIR ?= data/demo
+MLFLOW_UI_PORT ?= 5000
+
+.PHONY: setup demo test lint ui clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) -m feature_store synth --out $(DEMO_DIR) --skip-existing
+	$(PY) -m feature_store inspect $(DEMO_DIR)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(VENV)/bin/pytest -q
+
+ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root ./mlruns/artifacts --host 127.0.0.1 --port $(MLFLOW_UI_PORT)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
