@@ -30,7 +30,11 @@ def summarize(store: Store) -> str:
         f"enhancement={meta.get('enhancement')} dim={store.dim} dtype={meta['dtype']}",
     ]
     classes = store.classes
-    header = "  split   clips  " + " ".join(f"{c[:7]:>7}" for c in classes) + "   vectors/clip (min/mean/max, empty)"
+    header = (
+        "  split   clips  "
+        + " ".join(f"{c[:7]:>7}" for c in classes)
+        + "   vectors/clip (min/mean/max, empty)"
+    )
     lines.append(header)
     lengths = store.lengths()
     for split in SPLITS:
@@ -39,7 +43,9 @@ def summarize(store: Store) -> str:
             continue
         labels = store.clips["label"].to_numpy()[in_split]
         counts = np.bincount(labels[labels >= 0], minlength=len(classes))
-        per_class = " ".join(f"{n:>7}" for n in counts) if (labels >= 0).any() else "   (unlabelled)"
+        per_class = (
+            " ".join(f"{n:>7}" for n in counts) if (labels >= 0).any() else "   (unlabelled)"
+        )
         split_lengths = lengths[in_split]
         lines.append(
             f"  {split:<6} {in_split.sum():>6}  {per_class}   "
@@ -52,7 +58,9 @@ def summarize(store: Store) -> str:
         alone = oracle.get("alone", {})
         if alone:
             lines.append(
-                "  oracle accuracy alone: val {:.4f}  test {:.4f}".format(alone["val"], alone["test"])
+                "  oracle accuracy alone: val {:.4f}  test {:.4f}".format(
+                    alone["val"], alone["test"]
+                )
             )
         for partner, figures in sorted(oracle.get("paired", {}).items()):
             lines.append(
