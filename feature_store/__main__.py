@@ -29,8 +29,10 @@ def _run_validate(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     if args.deep:
         store.validate_deep()
-    print(f"{store.path}: ok ({len(store)} clips, {len(store.array)} vectors, dim {store.dim}"
-          f"{', checksums and values checked' if args.deep else ''})")
+    print(
+        f"{store.path}: ok ({len(store)} clips, {len(store.array)} vectors, dim {store.dim}"
+        f"{', checksums and values checked' if args.deep else ''})"
+    )
     return 0
 
 
@@ -47,9 +49,19 @@ def _run_synth(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Command] = {
-    "synth": Command("write the planted benchmark stores (known oracle accuracy)", _add_synth, _run_synth),
-    "inspect": Command("print a store's summary: clips per split and class, vectors, oracle", _add_inspect, _run_inspect),
-    "validate": Command("check a store's format, shapes and offsets (--deep: checksums, NaN/Inf)", _add_validate, _run_validate),
+    "synth": Command(
+        "write the planted benchmark stores (known oracle accuracy)", _add_synth, _run_synth
+    ),
+    "inspect": Command(
+        "print a store's summary: clips per split and class, vectors, oracle",
+        _add_inspect,
+        _run_inspect,
+    ),
+    "validate": Command(
+        "check a store's format, shapes and offsets (--deep: checksums, NaN/Inf)",
+        _add_validate,
+        _run_validate,
+    ),
 }
 
 

@@ -38,7 +38,9 @@ def run_cli(
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in commands.items():
         sub_parser = sub.add_parser(name, help=command.help, description=command.help)
-        sub_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sub_parser.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
         command.add_arguments(sub_parser)
     args = parser.parse_args(argv)
     if args.command is None:

@@ -55,7 +55,9 @@ def sha256_file(path: Path) -> str:
 
 def _npy_header(dtype: np.dtype, shape: tuple[int, int]) -> bytes:
     """A version-1.0 .npy header padded to exactly ``_NPY_HEADER_BYTES`` bytes."""
-    body = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+    body = repr(
+        {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    )
     prefix = b"\x93NUMPY\x01\x00"
     room = _NPY_HEADER_BYTES - len(prefix) - 2
     text = body.encode("latin1")
@@ -139,7 +141,8 @@ class StoreWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._tmp.mkdir()
-        self._features = open(self._tmp / FEATURES_FILE, "wb")
+        # Held open across add() calls and closed by close()/abort().
+        self._features = open(self._tmp / FEATURES_FILE, "wb")  # noqa: SIM115
         self._features.write(b"\0" * _NPY_HEADER_BYTES)
         self._rows: list[dict[str, Any]] = []
         self._seen: set[str] = set()
@@ -157,7 +160,9 @@ class StoreWriter:
             raise StoreError(f"clip {clip_id!r}: split must be one of {SPLITS}, got {split!r}")
         label = int(label)
         if not -1 <= label < len(self.classes):
-            raise StoreError(f"clip {clip_id!r}: label {label} is outside the {len(self.classes)} classes")
+            raise StoreError(
+                f"clip {clip_id!r}: label {label} is outside the {len(self.classes)} classes"
+            )
         if split != "test" and label < 0:
             raise StoreError(f"clip {clip_id!r}: a {split} clip needs a label")
         vectors = np.asarray(vectors)
@@ -187,7 +192,9 @@ class StoreWriter:
         self._features.write(_npy_header(self.dtype, (self._total, self.dim)))
         self._features.close()
         clips = pd.DataFrame(self._rows, columns=None if self._rows else list(REQUIRED_COLUMNS))
-        clips = clips.astype({"clip_id": str, "split": str, "label": "int8", "offset": "int64", "length": "int32"})
+        clips = clips.astype(
+            {"clip_id": str, "split": str, "label": "int8", "offset": "int64", "length": "int32"}
+        )
         clips.to_parquet(self._tmp / CLIPS_FILE, index=False)
         self.meta["num_clips"] = len(clips)
         self.meta["num_vectors"] = self._total
@@ -232,7 +239,9 @@ def _replace_dir(tmp: Path, path: Path, *, force: bool) -> None:
     if path.exists():
         if not force:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise StoreExistsError(f"{path}: already holds a store; refusing to overwrite (use --force)")
+            raise StoreExistsError(
+                f"{path}: already holds a store; refusing to overwrite (use --force)"
+            )
         old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
         os.rename(path, old)
         os.rename(tmp, path)
@@ -250,7 +259,9 @@ def write_store(
     """Write a whole store at once: ``clips`` holds clip_id, split, label, length (+ provenance) in
     the row order of ``features``."""
     features = np.asarray(features)
-    with StoreWriter(path, dim=features.shape[1], dtype=features.dtype.name, **writer_args) as writer:
+    with StoreWriter(
+        path, dim=features.shape[1], dtype=features.dtype.name, **writer_args
+    ) as writer:
         start = 0
         extra_columns = [c for c in clips.columns if c not in REQUIRED_COLUMNS]
         for row in clips.itertuples(index=False):
@@ -409,7 +420,11 @@ class Store:
                 owner = np.nonzero(
                     (self._offsets <= bad_row) & (bad_row < self._offsets + self._lengths)
                 )[0]
-                where = f"clip {self.clips['clip_id'].iloc[owner[0]]!r}" if len(owner) else "an unused row"
+                where = (
+                    f"clip {self.clips['clip_id'].iloc[owner[0]]!r}"
+                    if len(owner)
+                    else "an unused row"
+                )
                 raise CorruptStoreError(
                     f"{self.path / FEATURES_FILE}: NaN or Inf in row {bad_row} ({where})"
                 )
@@ -457,7 +472,9 @@ def _check_clips(path: Path, clips: pd.DataFrame, meta: dict[str, Any], rows: in
         raise CorruptStoreError(f"{where}: missing column(s) {missing}")
     duplicated = clips["clip_id"].duplicated()
     if duplicated.any():
-        raise CorruptStoreError(f"{where}: duplicate clip id {clips['clip_id'][duplicated].iloc[0]!r}")
+        raise CorruptStoreError(
+            f"{where}: duplicate clip id {clips['clip_id'][duplicated].iloc[0]!r}"
+        )
     bad_split = ~clips["split"].isin(SPLITS)
     if bad_split.any():
         row = clips[bad_split].iloc[0]
@@ -507,7 +524,9 @@ def open_store(path: str | os.PathLike[str]) -> Store:
             f"{features_path}: shape {list(shape)} does not match dim {meta['dim']} in {META_FILE}"
         )
     if dtype.name != meta["dtype"]:
-        raise CorruptStoreError(f"{features_path}: dtype {dtype.name} but {META_FILE} says {meta['dtype']}")
+        raise CorruptStoreError(
+            f"{features_path}: dtype {dtype.name} but {META_FILE} says {meta['dtype']}"
+        )
     expected_size = data_offset + shape[0] * shape[1] * dtype.itemsize
     actual_size = features_path.stat().st_size
     if actual_size != expected_size:
@@ -551,7 +570,9 @@ class StorePair:
         return f"StorePair(visual={self.visual!r}, audio={self.audio!r})"
 
 
-def pair(visual: Store | str | os.PathLike[str], audio: Store | str | os.PathLike[str]) -> StorePair:
+def pair(
+    visual: Store | str | os.PathLike[str], audio: Store | str | os.PathLike[str]
+) -> StorePair:
     """Pair a visual and an audio store; raises ``PairError`` naming the first clip that differs."""
     visual = visual if isinstance(visual, Store) else open_store(visual)
     audio = audio if isinstance(audio, Store) else open_store(audio)
@@ -585,4 +606,3 @@ def pair(visual: Store | str | os.PathLike[str], audio: Store | str | os.PathLik
             f"{row.split_audio}/{int(row.label_audio)} in {audio.path}"
         )
     return StorePair(visual, audio)
-

@@ -48,7 +48,12 @@ def make_store(tmp_path: Path) -> Callable[..., feature_store.Store]:
         rng = np.random.default_rng(seed)
         clip_ids = list(clip_ids or [f"clip{i:03d}" for i in range(len(lengths))])
         clips = pd.DataFrame(
-            {"clip_id": clip_ids, "split": list(splits), "label": list(labels), "length": list(lengths)}
+            {
+                "clip_id": clip_ids,
+                "split": list(splits),
+                "label": list(labels),
+                "length": list(lengths),
+            }
         )
         if features is None:
             features = rng.standard_normal((int(sum(lengths)), dim)).astype(np.float32)
