@@ -1,0 +1,154 @@
+"""The typed trial configuration and its loader.
+
+Every field is a flat scalar, so a config maps 1:1 onto Optuna parameters and MLflow params.
+
+    config = load_trial_config("conf/trial/paper-best.yaml", ["lr=3e-4", "fusion=concat"])
+
+Unknown keys, unknown registry names and out-of-range values raise ``ConfigError`` with one line
+naming the file (or the ``--set`` override) and the key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trainables.attention import ATTENTIONS
+from trainables.errors import ConfigError
+from trainables.fusion import FUSIONS
+
+
+class TrialConfig(BaseModel):
+    """One trial: model, optimisation and data sampling."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    visual_attention: str = Field(
+        "transformer", description="pooling of visual frames (ATTENTIONS)"
+    )
+    audio_attention: str = Field("transformer", description="pooling of audio vectors (ATTENTIONS)")
+    fusion: str = Field("fbp", description="cross-modal fusion (FUSIONS)")
+    fbp_factor: int = Field(4, ge=1, le=64, description="FBP sum-pooling window k")
+    fbp_out: int = Field(128, ge=1, le=8192, description="FBP output dims o")
+    fbp_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout inside FBP")
+    fbp_sqrt: bool = Field(True, description="signed square root before FBP's l2 normalisation")
+    transformer_hidden: int = Field(128, ge=1, le=8192, description="m of W² in Eq. 5")
+    dropout: float = Field(0.3, ge=0.0, lt=1.0, description="dropout before the classifier")
+    optimizer: Literal["sgd", "adam", "adamw"] = Field("adamw", description="optimiser")
+    lr: float = Field(1e-3, gt=0.0, le=10.0, description="learning rate")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
+    weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="weight decay")
+    lr_schedule: Literal["constant", "cosine", "step"] = Field(
+        "cosine", description="per-epoch learning-rate schedule (step: x0.1 every third)"
+    )
+    epochs: int = Field(30, ge=1, le=10000, description="training epochs")
+    batch_size: int = Field(32, ge=1, le=65536, description="training clips per batch")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="cross-entropy label smoothing")
+    class_balanced: bool = Field(False, description="weight the loss by inverse class frequency")
+    frame_sampling: Literal["all", "segments"] = Field(
+        "all", description="training frames: all, or one random frame per segment (FAN)"
+    )
+    frame_segments: int = Field(
+        8, ge=1, le=4096, description="K segments for frame_sampling=segments"
+    )
+    seed: int = Field(0, ge=0, description="seed of initialisation, shuffling and sampling")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
+
+    @field_validator("visual_attention", "audio_attention")
+    @classmethod
+    def _known_attention(cls, name: str) -> str:
+        if name not in ATTENTIONS:
+            raise ValueError(f"unknown attention {name!r}; known: {', '.join(ATTENTIONS)}")
+        return name
+
+    @field_validator("fusion")
+    @classmethod
+    def _known_fusion(cls, name: str) -> str:
+        if name not in FUSIONS:
+            raise ValueError(f"unknown fusion {name!r}; known: {', '.join(FUSIONS)}")
+        return name
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (as Ray/Optuna hand them out) as the Python scalars pydantic expects."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def validate_config(
+    values: TrialConfig | Mapping[str, Any],
+    *,
+    sources: Mapping[str, str] | None = None,
+    where: str = "config",
+) -> TrialConfig:
+    """A ``TrialConfig`` from a mapping; errors name the key and where its value came from."""
+    if isinstance(values, TrialConfig):
+        return values
+    if not isinstance(values, Mapping):
+        raise ConfigError(
+            f"{where}: a trial config must be a mapping of key: value, got {type(values).__name__}"
+        )
+    sources = sources or {}
+    unknown = [key for key in values if key not in TrialConfig.model_fields]
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(
+            f"{sources.get(key, where)}: unknown key {key!r}; known: {', '.join(TrialConfig.model_fields)}"
+        )
+    try:
+        return TrialConfig.model_validate({key: _plain(value) for key, value in values.items()})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = str(error["loc"][0]) if error["loc"] else "?"
+        message = error["msg"].removeprefix("Value error, ")
+        raise ConfigError(
+            f"{sources.get(key, where)}: key {key!r}: {message} (got {error.get('input')!r})"
+        ) from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"key=value"`` with the value parsed as YAML (``lr=1e-3`` is a float, ``fbp_sqrt=no`` a bool)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {text!r}: expected key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text!r}: value is not valid YAML ({exc.problem})") from None
+    return key, value
+
+
+def load_trial_config(
+    path: str | os.PathLike[str] | None, overrides: Sequence[str] = ()
+) -> TrialConfig:
+    """Read a trial YAML (``None``: all defaults) and apply ``key=value`` overrides."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such trial config") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                f"{path}: expected a mapping of key: value, got {type(loaded).__name__}"
+            )
+        values.update(loaded)
+        sources.update(dict.fromkeys(loaded, str(path)))
+    for text in overrides:
+        key, value = parse_override(text)
+        values[key] = value
+        sources[key] = f"--set {text}"
+    return validate_config(values, sources=sources, where=where)
