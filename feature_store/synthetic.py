@@ -287,15 +287,23 @@ def oracle_accuracy(post: np.ndarray, latents: Latents) -> dict[str, float]:
     return {split: float(correct[latents.splits == split].mean()) for split in ("val", "test")}
 
 
+def view_embedding(generator: Generator, view: View, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The view's orthonormal basis ``[dim, rank+1]`` and its fixed bias ``[dim]``."""
+    rng = np.random.default_rng(
+        np.random.SeedSequence([generator.seed, 2, _view_index(generator, view)])
+    )
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, generator.rank + 1)))
+    return basis, rng.normal(0.0, 0.5, size=dim)
+
+
 def embed(generator: Generator, view: View, obs: np.ndarray, dim: int) -> np.ndarray:
     """Place a view's subspace observations into ``dim`` columns: a random orthonormal basis plus
     isotropic noise of the view's level in the orthogonal complement, and a fixed bias so the
     vectors look like a backbone's (nonzero mean), which changes no likelihood ratio."""
+    basis, bias = view_embedding(generator, view, dim)
     rng = np.random.default_rng(
-        np.random.SeedSequence([generator.seed, 2, _view_index(generator, view)])
+        np.random.SeedSequence([generator.seed, 3, _view_index(generator, view)])
     )
-    basis, _ = np.linalg.qr(rng.standard_normal((dim, obs.shape[1])))  # [dim, r+1]
-    bias = rng.normal(0.0, 0.5, size=dim)
     noise = view.noise * rng.standard_normal((len(obs), dim))
     # Remove the noise's component inside the subspace: there, obs already holds the right noise.
     noise -= (noise @ basis) @ basis.T
