@@ -48,7 +48,50 @@ def _run_synth(args: argparse.Namespace) -> int:
     return synthetic.run(args)
 
 
+def _add_build(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--manifest", required=True, help="CSV with clip_id,path,split,label")
+    parser.add_argument(
+        "--recipe", required=True, help="a store recipe, e.g. conf/store/dlib-resnet-basic.yaml"
+    )
+    parser.add_argument("--out", required=True, help="the store directory to write")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="parallel worker processes (or Ray actors)"
+    )
+    parser.add_argument(
+        "--skip-bad", action="store_true", help="list bad clips in rejected.csv and go on"
+    )
+    parser.add_argument(
+        "--ray", action="store_true", help="spread clips over the Ray cluster's workers"
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite an existing store at --out")
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from feature_store.build import build_store
+
+    store = build_store(
+        args.manifest,
+        args.recipe,
+        args.out,
+        workers=args.workers,
+        skip_bad=args.skip_bad,
+        use_ray=args.ray,
+        force=args.force,
+    )
+    rejected = store.meta.get("num_rejected", 0)
+    print(
+        f"{store.path}: {len(store)} clips, {len(store.array)} vectors, dim {store.dim}"
+        f"{f', {rejected} rejected (rejected.csv)' if rejected else ''}"
+    )
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
+    "build": Command(
+        "build a store from raw clips: a manifest CSV and a recipe (resumable)",
+        _add_build,
+        _run_build,
+    ),
     "synth": Command(
         "write the planted benchmark stores (known oracle accuracy)", _add_synth, _run_synth
     ),

@@ -1,0 +1,212 @@
+"""Store recipes: the typed YAML (``conf/store/NAME.yaml``) that says how a store is built.
+
+Every recipe has ``modality: visual | audio``; the modality picks the pydantic model that
+validates the rest (a discriminated union whose members register themselves with
+``@register_recipe("audio")``). A modality's models live beside its pipeline: ``load_recipe``
+imports ``feature_store.<modality>`` on first use so that module can register its recipe model
+(and its extractor, see ``feature_store.build``). Unknown keys and bad values are
+``RecipeError``s naming the file and the key::
+
+    >>> from feature_store.recipe import load_recipe
+    >>> recipe = load_recipe("conf/store/dlib-resnet-basic.yaml")
+    >>> recipe.modality, recipe.name
+    ('visual', 'dlib-resnet-basic')
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from feature_store.errors import StoreError
+from feature_store.store import MODALITIES
+
+
+class RecipeError(StoreError):
+    """A recipe file is missing, not YAML, or has an unknown key or a bad value."""
+
+
+class RecipeBase(BaseModel):
+    """Fields every recipe has; a modality's recipe model subclasses this."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    modality: str = Field(description="visual or audio; picks the recipe model and the extractor")
+    name: str | None = Field(
+        None, description="the store's name; defaults to the recipe file's stem"
+    )
+    description: str = Field("", description="free text, copied into store.json")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="where models run; auto = cuda when available, cuda also asks Ray for a GPU",
+    )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides the features (not the name or description): a resumed build must match it."""
+        return self.model_dump(mode="json", exclude={"name", "description"})
+
+
+Recipe = RecipeBase
+RECIPES: dict[str, type[RecipeBase]] = {}
+_R = TypeVar("_R", bound=type[RecipeBase])
+
+
+def register_recipe(modality: str) -> Callable[[_R], _R]:
+    """Class decorator: the recipe model for ``modality`` (one per modality)."""
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+
+    def register(cls: _R) -> _R:
+        RECIPES[modality] = cls
+        return cls
+
+    return register
+
+
+def import_modality(modality: str) -> None:
+    """Import ``feature_store.<modality>`` so its recipe model and extractor register themselves."""
+    if modality not in MODALITIES:
+        raise RecipeError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
+    module = f"feature_store.{modality}"
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        raise RecipeError(f"no {modality} pipeline is installed ({module} is missing)") from None
+
+
+def parse_recipe(data: Any, source: str = "<recipe>", *, name: str | None = None) -> RecipeBase:
+    """Validate a recipe mapping; ``source`` names it in errors, ``name`` is the default name."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe must be a YAML mapping, got {type(data).__name__}")
+    modality = data.get("modality")
+    if modality is None:
+        raise RecipeError(f"{source}: missing key 'modality' ({' or '.join(MODALITIES)})")
+    if modality not in MODALITIES:
+        raise RecipeError(
+            f"{source}: key 'modality': expected one of {', '.join(MODALITIES)}, got {modality!r}"
+        )
+    if modality not in RECIPES:
+        import_modality(modality)
+    model = RECIPES.get(modality)
+    if model is None:
+        raise RecipeError(f"{source}: no recipe model registered for modality {modality!r}")
+    if name is not None and data.get("name") is None:
+        data = {**data, "name": name}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(_one_line(source, exc)) from None
+
+
+def load_recipe(path: str | os.PathLike[str]) -> RecipeBase:
+    """Read and validate ``conf/store/NAME.yaml``; the store name defaults to ``NAME``."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such recipe file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    return parse_recipe(data, str(path), name=path.stem)
+
+
+def _one_line(source: str, exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{source}: key {key!r}: {message}{more}"
+
+
+# -- the visual recipe ------------------------------------------------------------------------
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SamplingSpec(_Section):
+    """Which decoded frames are used: all, at most ``max_fps`` per second, then at most N."""
+
+    max_fps: float | None = Field(
+        None, gt=0, description="keep at most this many frames per second"
+    )
+    max_frames: int | None = Field(None, ge=1, description="then keep at most N, evenly spaced")
+
+
+class FaceSpec(_Section):
+    """Face detection, alignment and cropping (dlib)."""
+
+    detector: Literal["hog", "cnn"] = Field(
+        "hog", description="dlib HOG detector or the CNN (mmod) one"
+    )
+    upsample: int = Field(
+        1, ge=0, le=4, description="times the frame is upsampled before detection"
+    )
+    detect_max_side: int | None = Field(
+        None,
+        ge=64,
+        description="shrink frames so their longer side is at most this before detecting",
+    )
+    align: bool = Field(True, description="rotate so the eyes (5-point landmarks) are level")
+    extend: float = Field(
+        0.3, ge=0, le=2, description="extend the face box by this ratio (paper: 30 %)"
+    )
+    size: int = Field(224, ge=32, le=1024, description="side of the square face crop (paper: 224)")
+
+
+class BackboneSpec(_Section):
+    """One feature backbone and the weights it runs with."""
+
+    name: str = Field(description="a registered backbone: ir50, resnet18, vggface, dlib-resnet")
+    checkpoint: Path | None = Field(
+        None, description="state-dict file (torch.save(model.state_dict())); relative to the cwd"
+    )
+    pretrain: str | None = Field(
+        None, description="what the weights were trained on, for store.json"
+    )
+    allow_random_weights: bool = Field(
+        False, description="run without a checkpoint (random weights); store.json records it"
+    )
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        # Resolved once at load time so worker processes (and store.json) see the same file.
+        return None if value is None else value.expanduser().resolve()
+
+
+@register_recipe("visual")
+class VisualRecipe(RecipeBase):
+    """Video clips -> per-frame face features (paper: Video preprocessing, Visual Features)."""
+
+    modality: Literal["visual"] = Field(description="always visual")
+    sampling: SamplingSpec = Field(default_factory=SamplingSpec, description="frame sampling")
+    faces: FaceSpec = Field(default_factory=FaceSpec, description="face detection and crops")
+    backbones: list[BackboneSpec] = Field(
+        min_length=1, max_length=2, description="one backbone; two for f-ar-mean"
+    )
+    enhancement: str = Field("basic", description="a registered enhancement (basic, f-mean, ...)")
+    batch_size: int = Field(32, ge=1, le=4096, description="frames per backbone forward pass")
+    preview_frames: int = Field(
+        8, ge=0, le=32, description="face crops per clip kept for the contact sheet"
+    )
+
+    @model_validator(mode="after")
+    def _backbones_fit_enhancement(self) -> VisualRecipe:
+        needed = 2 if self.enhancement == "f-ar-mean" else 1
+        if len(self.backbones) != needed:
+            raise ValueError(
+                f"enhancement {self.enhancement!r} needs {needed} backbone(s), got {len(self.backbones)}"
+            )
+        return self
