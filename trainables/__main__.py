@@ -1,0 +1,123 @@
+"""``python -m trainables``: train one trial configuration from the command line.
+
+    python -m trainables fit --visual data/demo/visual/basic --audio data/demo/audio/spectrogram \\
+        --config conf/trial/paper-best.yaml --set lr=3e-4 --out runs/paper-best
+
+Leave ``--visual`` or ``--audio`` out for a single-modality model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+import feature_store
+from feature_store.cli import Command, run_cli
+from trainables.config import load_trial_config
+from trainables.errors import ConfigError, TrainablesError
+from trainables.plots import plot_attention, plot_confusion
+from trainables.train import train_trial
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "trial" / "paper-best.yaml"
+COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "val_uar")
+
+
+def _add_fit(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--visual", metavar="STORE", help="visual feature store (omit: audio only)")
+    parser.add_argument("--audio", metavar="STORE", help="audio feature store (omit: visual only)")
+    parser.add_argument(
+        "--config",
+        metavar="YAML",
+        default=str(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else None,
+        help="trial config (default: conf/trial/paper-best.yaml)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one config key (repeatable), e.g. --set lr=3e-4",
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", help="write scores.npz, config.yaml, metrics.json and plots here"
+    )
+
+
+def _row(metrics: dict[str, Any]) -> str:
+    return f"{metrics['epoch']:>5d} " + " ".join(f"{metrics[key]:>10.4f}" for key in COLUMNS[1:])
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    if not args.visual and not args.audio:
+        raise ConfigError("fit needs --visual STORE, --audio STORE or both")
+    config = load_trial_config(args.config, args.overrides)
+    if args.visual and args.audio:
+        data: feature_store.StorePair | feature_store.Store = feature_store.pair(
+            args.visual, args.audio
+        )
+        stores = [data.visual, data.audio]
+    else:
+        data = feature_store.open_store(args.visual or args.audio)
+        expected = "visual" if args.visual else "audio"
+        if data.modality != expected:
+            raise feature_store.StoreError(
+                f"{data.path}: --{expected} needs a {expected} store, got {data.modality}"
+            )
+        stores = [data]
+    print(
+        f"fit: {' + '.join(f'{s.modality} {s.path}' for s in stores)}; config {args.config or 'defaults'}"
+    )
+    print(f"{'epoch':>5} " + " ".join(f"{key:>10}" for key in COLUMNS[1:]))
+    with tqdm(total=config.epochs, unit="epoch", leave=False, file=sys.stderr) as bar:
+
+        def report(metrics: dict[str, Any]) -> None:
+            bar.write(_row(metrics))
+            bar.set_postfix(val_acc=f"{metrics['val_acc']:.3f}")
+            bar.update()
+
+        result = train_trial(config, data, report=report)
+    print(
+        f"final: val_acc {result.metrics['val_acc']:.4f}  val_uar {result.metrics['val_uar']:.4f}  "
+        f"val_loss {result.metrics['val_loss']:.4f}"
+    )
+    if args.out:
+        out = Path(args.out)
+        result.save_scores(out / "scores.npz")
+        result.save_config(out / "config.yaml")
+        (out / "metrics.json").write_text(
+            json.dumps({**result.metrics, "history": result.history}, indent=2)
+        )
+        plot_confusion(
+            result.scores["labels_val"],
+            result.scores["val"],
+            stores[0].classes,
+            out / "confusion_val.png",
+            title="val",
+        )
+        plot_attention(result.attention, out / "attention_val.png")
+        print(
+            f"wrote {out}/scores.npz, config.yaml, metrics.json, confusion_val.png, attention_val.png"
+        )
+    else:
+        print("(no --out given: nothing written)")
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "fit": Command("train one trial on a visual and/or an audio store", _add_fit, _run_fit),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli("trainables", __doc__.strip(), COMMANDS, argv, user_errors=(TrainablesError,))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
