@@ -1,0 +1,261 @@
+"""``python -m ensembling``: build a submission ensemble from a finished search, or show one.
+
+    python -m ensembling build --experiment my-search --top 30 --class-weights sqrt-prior --out ens
+    python -m ensembling build --experiment my-search --filter "params.visual_feature = 'f-meanstd'"
+    python -m ensembling build --scores trial_a trial_b trial_c --out ens
+    python -m ensembling show ens
+
+The frame (a table of sub-commands, user errors as one line with exit status 2, ``--debug`` for the
+traceback) is a small copy of ``feature_store.cli``: ensembling must not import our other packages.
+MLflow and matplotlib are imported only by the commands that need them, so ``--help`` is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ensembling.errors import EnsembleError
+
+PROG = "python -m ensembling"
+
+
+@dataclass(frozen=True)
+class Command:
+    """One sub-command: its help line, how it adds its arguments, and what runs it."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+
+
+def _build_arguments(parser: argparse.ArgumentParser) -> None:
+    from ensembling.class_weights import PRESETS
+
+    source = parser.add_argument_group("candidates (one of --experiment, --runs, --scores)")
+    source.add_argument("--experiment", help="MLflow experiment of the search (named after it)")
+    source.add_argument("--runs", nargs="+", metavar="RUN_ID", help="explicit trial run ids")
+    source.add_argument("--scores", nargs="+", metavar="DIR", help="directories holding scores.npz")
+    source.add_argument(
+        "--top", type=int, default=30, help="best K finished trials by val_acc (30)"
+    )
+    source.add_argument(
+        "--filter",
+        default="",
+        help="MLflow filter narrowing the trials, e.g. \"params.visual_feature = 'f-meanstd'\"",
+    )
+    source.add_argument(
+        "--include-stopped", action="store_true", help="also use trials ASHA stopped early"
+    )
+    source.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)",
+    )
+    selection = parser.add_argument_group("selection")
+    selection.add_argument("--rounds", type=int, default=50, help="forward-selection rounds (50)")
+    selection.add_argument(
+        "--init-top", type=int, default=0, help="start from the best N candidates (0)"
+    )
+    selection.add_argument(
+        "--objective",
+        choices=("acc", "uar"),
+        default="acc",
+        help="accuracy or unweighted average recall (acc)",
+    )
+    selection.add_argument(
+        "--bags", type=int, default=0, help="bagged selection over N bags (0: plain)"
+    )
+    selection.add_argument(
+        "--bag-fraction", type=float, default=0.5, help="share of candidates per bag (0.5)"
+    )
+    selection.add_argument(
+        "--folds", type=int, default=5, help="folds of the cross-validated estimate (5)"
+    )
+    selection.add_argument("--seed", type=int, default=0, help="seed of bags and folds (0)")
+    selection.add_argument(
+        "--class-weights",
+        default="none",
+        help=f"preset ({', '.join(PRESETS)}) or 7 comma-separated numbers, Angry..Surprise (none)",
+    )
+    selection.add_argument(
+        "--train-counts", help="train clips per class for sqrt-prior (AFEW's by default)"
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", type=Path, help="output directory (ensembles/<source>-<time>)")
+    output.add_argument("--force", action="store_true", help="replace an existing output directory")
+    output.add_argument(
+        "--log-experiment", help="with --scores: also log to this MLflow experiment"
+    )
+    output.add_argument("--no-log", action="store_true", help="do not log the ensemble to MLflow")
+
+
+def _build(args: argparse.Namespace) -> int:
+    from ensembling import report, sources, tracking
+    from ensembling.build import Recipe, build
+
+    given = [name for name in ("experiment", "runs", "scores") if getattr(args, name)]
+    if not given or (args.scores and len(given) > 1):
+        raise EnsembleError("give --experiment (and/or --runs) or --scores DIR ...")
+    if args.top < 1:
+        raise EnsembleError(f"--top must be >= 1, got {args.top}")
+    options = dict(
+        rounds=args.rounds,
+        init_top=args.init_top,
+        objective=args.objective,
+        class_weights=args.class_weights,
+        bags=args.bags,
+        bag_fraction=args.bag_fraction,
+        folds=args.folds,
+        seed=args.seed,
+    )
+    if args.train_counts:
+        options["train_counts"] = _counts(args.train_counts)
+    recipe = Recipe(**options)
+
+    client, log_experiment_id = None, None
+    if args.scores:
+        scores = sources.from_dirs(args.scores)
+        source = {"kind": "scores", "dirs": [str(d) for d in args.scores]}
+        if args.log_experiment and not args.no_log:
+            client = tracking.connect(args.tracking_uri, must_exist=False)
+            log_experiment_id = tracking.experiment_id_for(client, args.log_experiment)
+        label = "scores"
+    else:
+        client = tracking.connect(args.tracking_uri)
+        scores = sources.from_mlflow(
+            client,
+            args.experiment,
+            top=args.top,
+            filter_string=args.filter,
+            run_ids=args.runs,
+            include_stopped=args.include_stopped,
+        )
+        source = {
+            "kind": "mlflow",
+            "tracking_uri": client.tracking_uri,
+            "experiment": scores.experiment_name,
+            "experiment_id": scores.experiment_id,
+            "filter": args.filter,
+            "top": args.top,
+            "runs": args.runs or [],
+            "skipped": scores.skipped,
+        }
+        if scores.skipped:
+            left_out = ", ".join(f"{n} {status}" for status, n in scores.skipped.items())
+            print(f"left out trial runs that did not finish: {left_out}", file=sys.stderr)
+        log_experiment_id = None if args.no_log else scores.experiment_id
+        label = scores.experiment_name
+    ensemble = build(scores, recipe)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("ensembles") / f"{label}-{stamp}"
+    if out.exists() and not args.force:
+        raise EnsembleError(f"{out} exists; pass --force to replace it")
+
+    run_id = None
+    if log_experiment_id is not None:
+        run_id = tracking.start_ensemble_run(client, log_experiment_id, f"ensemble-{stamp}")
+    try:
+        info = report.summary(ensemble, source=source, mlflow_run_id=run_id)
+        report.write(ensemble, out, info, force=args.force)
+        if run_id is not None:
+            tracking.log_ensemble_run(
+                client,
+                run_id,
+                params={
+                    **recipe.model_dump(),
+                    "candidates": len(scores.candidates),
+                    "filter": args.filter,
+                },
+                metrics=_metrics(info),
+                out_dir=out,
+            )
+    except BaseException:
+        if run_id is not None:
+            client.set_terminated(run_id, status="FAILED")
+        raise
+    print(report.render(info), end="")
+    print(f"wrote {out}")
+    return 0
+
+
+def _metrics(info: dict) -> dict[str, float]:
+    cv = info["cross_validated"]
+    return {
+        "val_acc": info["in_sample"]["acc"],
+        "val_uar": info["in_sample"]["uar"],
+        "cv_val_acc": cv["acc"],
+        "cv_val_uar": cv["uar"],
+        "cv_val_acc_without_class_weights": cv["acc_without_class_weights"],
+        "best_single_val_acc": info["best_single"]["acc"],
+        "members": len(info["members"]),
+    }
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise EnsembleError(
+            f"--train-counts {text!r}: expected 7 comma-separated integers"
+        ) from None
+
+
+def _show_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", type=Path, help="an output directory of `build`")
+
+
+def _show(args: argparse.Namespace) -> int:
+    from ensembling import report
+
+    print(report.render(report.read(args.directory)), end="")
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "build": Command(
+        "build an ensemble from MLflow trial runs or scores.npz directories",
+        _build_arguments,
+        _build,
+    ),
+    "show": Command("print the report of a built ensemble", _show_arguments, _show),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=command.help, description=command.help)
+        sub_parser.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+        command.add_arguments(sub_parser)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(COMMANDS[args.command].run(args) or 0)
+    except (EnsembleError, ValidationError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        return f"{'.'.join(map(str, error['loc']))}: {error['msg']}"
+    return str(exc)

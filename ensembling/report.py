@@ -1,0 +1,278 @@
+"""The outputs of an ensemble, written all at once or not at all (a temporary sibling directory
+renamed into place):
+
+- ``ensemble.json``: members with weights, class weights, the selection trajectory, in-sample and
+  cross-validated figures, the best single candidate; ``python -m ensembling show DIR`` reads it;
+- ``predictions_test.csv`` (``clip_id,emotion,p_Angry..p_Surprise``) and ``predictions_val.csv``;
+- ``submission.zip``: one ``<clip_id>.txt`` per test clip holding the emotion name;
+- ``report.md``, ``confusion_val.png`` and ``trajectory.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ensembling.build import Ensemble
+from ensembling.errors import OutputError
+from ensembling.metrics import CLASSES, confusion
+
+FORMAT = "avfusion-ensemble"
+VERSION = 1
+SUMMARY_FILE = "ensemble.json"
+
+
+def summary(ensemble: Ensemble, *, source: dict, mlflow_run_id: str | None) -> dict:
+    """Everything ``ensemble.json`` holds, as plain JSON types."""
+    scores, selection = ensemble.scores, ensemble.selection
+    names = [candidate.name for candidate in scores.candidates]
+    total = selection.weights.sum()
+    members = [
+        {
+            "name": names[i],
+            "run_id": scores.candidates[i].run_id,
+            "weight": float(selection.weights[i] / total),
+            "count": float(selection.weights[i]),
+            "val_acc": float(np.mean(scores.val[i].argmax(axis=1) == scores.labels_val)),
+        }
+        for i in np.argsort(-selection.weights, kind="stable")
+        if selection.weights[i] > 0
+    ]
+    best = ensemble.best_single
+    cv, cv_plain = ensemble.cross_validated, ensemble.cross_validated_without_class_weights
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "recipe": ensemble.recipe.model_dump(mode="json"),
+        "class_weights": {
+            "spec": ensemble.recipe.class_weights,
+            "vector": None
+            if ensemble.class_weights is None
+            else [float(w) for w in ensemble.class_weights],
+        },
+        "candidates": len(names),
+        "clips": {"val": int(scores.val.shape[1]), "test": int(scores.test.shape[1])},
+        "members": members,
+        "trajectory": [
+            {"step": step + 1, "added": names[candidate], "objective": value}
+            for step, (candidate, value) in enumerate(zip(selection.added, selection.trajectory))
+        ],
+        "bag_trajectory": list(selection.trajectory) if selection.bags else [],
+        "kept_steps": selection.kept,
+        "in_sample": {
+            "acc": ensemble.in_sample.acc,
+            "uar": ensemble.in_sample.uar,
+            "recall": dict(zip(CLASSES, ensemble.in_sample.recall)),
+        },
+        "cross_validated": {
+            "folds": cv.folds,
+            "acc": cv.acc,
+            "uar": cv.uar,
+            "acc_without_class_weights": cv_plain.acc,
+            "uar_without_class_weights": cv_plain.uar,
+        },
+        "best_single": {
+            "name": names[best],
+            "run_id": scores.candidates[best].run_id,
+            "acc": ensemble.best_single_figures.acc,
+            "uar": ensemble.best_single_figures.uar,
+            "recall": dict(zip(CLASSES, ensemble.best_single_figures.recall)),
+        },
+        "mlflow_run_id": mlflow_run_id,
+    }
+
+
+def render(info: dict) -> str:
+    """The markdown report of an ``ensemble.json``; ``show`` prints the same text."""
+    ins, cv, best = info["in_sample"], info["cross_validated"], info["best_single"]
+    source = info["source"]
+    where = source.get("experiment") or ", ".join(source.get("dirs", [])) or "?"
+    skipped = ", ".join(f"{n} {status}" for status, n in source.get("skipped", {}).items())
+    recipe = info["recipe"]
+    lines = [
+        f"# Ensemble of {len(info['members'])} members from {info['candidates']} candidates",
+        "",
+        f"- source: {where}" + (f" (filter `{source['filter']}`)" if source.get("filter") else ""),
+        f"- trial runs left out: {skipped}" if skipped else "- trial runs left out: none",
+        f"- objective {recipe['objective']}, {recipe['rounds']} rounds, init_top {recipe['init_top']}, "
+        + (
+            f"{recipe['bags']} bags of {recipe['bag_fraction']:.0%}"
+            if recipe["bags"]
+            else "no bagging"
+        )
+        + f", kept {info['kept_steps']} steps",
+        f"- class weights: {info['class_weights']['spec']}"
+        + (
+            " = " + ", ".join(f"{w:.3f}" for w in info["class_weights"]["vector"])
+            if info["class_weights"]["vector"]
+            else ""
+        ),
+        f"- clips: {info['clips']['val']} validation, {info['clips']['test']} test",
+        "",
+        "| validation | accuracy | UAR |",
+        "|---|---|---|",
+        f"| ensemble, in-sample | {ins['acc']:.4f} | {ins['uar']:.4f} |",
+        f"| ensemble, {cv['folds']}-fold cross-validated | {cv['acc']:.4f} | {cv['uar']:.4f} |",
+        f"| same without class weights, cross-validated | {cv['acc_without_class_weights']:.4f} "
+        f"| {cv['uar_without_class_weights']:.4f} |",
+        f"| best single candidate ({best['name']}) | {best['acc']:.4f} | {best['uar']:.4f} |",
+        "",
+        "| class | ensemble recall | best single recall |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {ins['recall'][name]:.4f} | {best['recall'][name]:.4f} |"
+            for name in CLASSES
+        ),
+        "",
+        "| member | weight | own val acc | run id |",
+        "|---|---|---|---|",
+        *(
+            f"| {m['name']} | {m['weight']:.3f} | {m['val_acc']:.4f} | {m['run_id'] or '-'} |"
+            for m in info["members"]
+        ),
+        "",
+    ]
+    if info.get("mlflow_run_id"):
+        lines.append(f"MLflow run: {info['mlflow_run_id']}")
+    return "\n".join(lines) + "\n"
+
+
+def _plot_confusion(counts: np.ndarray, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for true in range(len(CLASSES)):
+        for predicted in range(len(CLASSES)):
+            ax.text(
+                predicted,
+                true,
+                str(counts[true, predicted]),
+                ha="center",
+                va="center",
+                color="white" if rates[true, predicted] > 0.5 else "black",
+                fontsize=8,
+            )
+    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
+    ax.set_yticks(range(len(CLASSES)), CLASSES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="share of the true class")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_trajectory(ensemble: Ensemble, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    selection = ensemble.selection
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if selection.bags:
+        for bag in selection.bags:
+            ax.plot(range(1, len(bag.trajectory) + 1), bag.trajectory, color="grey", alpha=0.3)
+        ax.plot([], [], color="grey", alpha=0.3, label="each bag (its own subset)")
+        ax.set_xlabel("selection step")
+        bag_axis = ax.twiny()
+        bag_axis.plot(
+            range(1, len(selection.trajectory) + 1), selection.trajectory, "o-", label="bag average"
+        )
+        bag_axis.set_xlabel("bags averaged")
+    else:
+        steps = range(1, len(selection.trajectory) + 1)
+        ax.plot(steps, selection.trajectory, "-", label="after each step")
+        ax.axvline(
+            selection.kept, color="red", linestyle="--", label=f"kept prefix ({selection.kept})"
+        )
+        ax.set_xlabel("selection step")
+    ax.axhline(
+        ensemble.best_single_figures.acc, color="green", linestyle=":", label="best single (acc)"
+    )
+    ax.set_ylabel(f"validation {selection.objective} (in-sample)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _probability_table(clip_ids: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+    table = pd.DataFrame(
+        {"clip_id": clip_ids, "emotion": np.asarray(CLASSES)[probs.argmax(axis=1)]}
+    )
+    for k, name in enumerate(CLASSES):
+        table[f"p_{name}"] = probs[:, k]
+    return table
+
+
+def _write_files(ensemble: Ensemble, info: dict, directory: Path) -> None:
+    scores = ensemble.scores
+    (directory / SUMMARY_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    test_table = _probability_table(scores.clip_ids_test, ensemble.test_probs)
+    test_table.to_csv(directory / "predictions_test.csv", index=False, float_format="%.6f")
+    val_table = _probability_table(scores.clip_ids_val, ensemble.val_probs)
+    val_table.insert(1, "label", np.asarray(CLASSES)[scores.labels_val])
+    val_table.to_csv(directory / "predictions_val.csv", index=False, float_format="%.6f")
+    with zipfile.ZipFile(directory / "submission.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        for clip_id, emotion in zip(test_table["clip_id"], test_table["emotion"]):
+            archive.writestr(f"{clip_id}.txt", emotion)
+    (directory / "report.md").write_text(render(info))
+    counts = confusion(ensemble.val_probs.argmax(axis=1), scores.labels_val, len(CLASSES))
+    _plot_confusion(counts, directory / "confusion_val.png", "ensemble, validation (in-sample)")
+    _plot_trajectory(ensemble, directory / "trajectory.png")
+
+
+def write(ensemble: Ensemble, out: Path, info: dict, *, force: bool = False) -> Path:
+    """Write every output into ``out`` atomically; an existing ``out`` needs ``force``."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputError(f"{out} exists; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        _write_files(ensemble, info, staging)
+        if out.exists():
+            retired = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(retired)
+            staging.rename(out)
+            shutil.rmtree(retired)
+        else:
+            staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def read(directory: Path) -> dict:
+    """The ``ensemble.json`` of an output directory, checked."""
+    path = Path(directory) / SUMMARY_FILE
+    if not path.is_file():
+        raise OutputError(f"{directory}: no {SUMMARY_FILE} (not an ensemble directory)")
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise OutputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise OutputError(f"{path}: format is not {FORMAT!r}")
+    if info.get("version") != VERSION:
+        raise OutputError(f"{path}: version {info.get('version')!r}, this code reads {VERSION}")
+    return info
