@@ -118,6 +118,9 @@ def _build(args: argparse.Namespace) -> int:
     if args.train_counts:
         options["train_counts"] = _counts(args.train_counts)
     recipe = Recipe(**options)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    if args.out is not None and args.out.exists() and not args.force:
+        raise EnsembleError(f"{args.out} exists; pass --force to replace it")
 
     client, log_experiment_id = None, None
     if args.scores:
@@ -153,10 +156,7 @@ def _build(args: argparse.Namespace) -> int:
         log_experiment_id = None if args.no_log else scores.experiment_id
         label = scores.experiment_name
     ensemble = build(scores, recipe)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("ensembles") / f"{label}-{stamp}"
-    if out.exists() and not args.force:
-        raise EnsembleError(f"{out} exists; pass --force to replace it")
 
     run_id = None
     if log_experiment_id is not None:

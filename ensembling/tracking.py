@@ -32,6 +32,8 @@ def resolve_uri(uri: str | None) -> str:
 def connect(uri: str | None, *, must_exist: bool = True) -> MlflowClient:
     """A client for ``uri``; one clear ``TrackingError`` when nothing is there to read."""
     uri = resolve_uri(uri)
+    # Our own bar counts runs; MLflow's would print one bar per downloaded file.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if uri.startswith(("http://", "https://")):
         # Fail fast instead of MLflow's default of 7 retries with exponential backoff.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
