@@ -179,6 +179,15 @@ class BackboneSpec(_Section):
         False, description="run without a checkpoint (random weights); store.json records it"
     )
 
+    @field_validator("name")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        from feature_store.backbones import BACKBONES
+
+        if value not in BACKBONES:
+            raise ValueError(f"unknown backbone {value!r}; known: {', '.join(BACKBONES)}")
+        return value
+
     @field_validator("checkpoint")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
@@ -201,6 +210,15 @@ class VisualRecipe(RecipeBase):
     preview_frames: int = Field(
         8, ge=0, le=32, description="face crops per clip kept for the contact sheet"
     )
+
+    @field_validator("enhancement")
+    @classmethod
+    def _known_enhancement(cls, value: str) -> str:
+        from feature_store.enhance import ENHANCEMENTS
+
+        if value not in ENHANCEMENTS:
+            raise ValueError(f"unknown enhancement {value!r}; known: {', '.join(ENHANCEMENTS)}")
+        return value
 
     @model_validator(mode="after")
     def _backbones_fit_enhancement(self) -> VisualRecipe:
