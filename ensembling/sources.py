@@ -84,12 +84,12 @@ def load_scores(path: Path, name: str) -> dict[str, np.ndarray]:
         bad = ~np.isfinite(probs).all(axis=1) | (probs < 0).any(axis=1)
         if bad.any():
             raise ScoresError(
-                f"{name}: {path} has NaN, Inf or negative scores for clip {ids[bad][0]!r}"
+                f"{name}: {path} has NaN, Inf or negative scores for clip {str(ids[bad][0])!r}"
             )
         unique, counts = np.unique(ids, return_counts=True)
         if (counts > 1).any():
             raise ScoresError(
-                f"{name}: {path} lists clip {unique[counts > 1][0]!r} twice in {split}"
+                f"{name}: {path} lists clip {str(unique[counts > 1][0])!r} twice in {split}"
             )
         arrays[f"clip_ids_{split}"] = ids
         arrays[split] = probs.astype(np.float32)
@@ -101,7 +101,7 @@ def load_scores(path: Path, name: str) -> dict[str, np.ndarray]:
     out_of_range = (labels < 0) | (labels >= len(CLASSES))
     if out_of_range.any():
         raise ScoresError(
-            f"{name}: {path} clip {arrays['clip_ids_val'][out_of_range][0]!r} has label "
+            f"{name}: {path} clip {str(arrays['clip_ids_val'][out_of_range][0])!r} has label "
             f"{labels[out_of_range][0]}, expected 0..{len(CLASSES) - 1}"
         )
     arrays["labels_val"] = labels.astype(np.int64)
@@ -116,13 +116,13 @@ def _order(
     missing = [clip for clip in reference if clip not in position]
     if missing:
         raise ScoresError(
-            f"{name}: {split} clips differ from {reference_name}'s: lacks clip {missing[0]!r}"
+            f"{name}: {split} clips differ from {reference_name}'s: lacks clip {str(missing[0])!r}"
         )
     if len(ids) != len(reference):
         known = set(reference)
         extra = next(clip for clip in ids if clip not in known)
         raise ScoresError(
-            f"{name}: {split} clips differ from {reference_name}'s: extra clip {extra!r}"
+            f"{name}: {split} clips differ from {reference_name}'s: extra clip {str(extra)!r}"
         )
     return np.fromiter((position[clip] for clip in reference), dtype=np.int64, count=len(reference))
 
@@ -147,7 +147,7 @@ def align(loaded: list[tuple[Candidate, dict[str, np.ndarray]]], **extra) -> Sco
         labels = arrays["labels_val"][val_order]
         differs = labels != reference["labels_val"]
         if differs.any():
-            clip = reference["clip_ids_val"][differs][0]
+            clip = str(reference["clip_ids_val"][differs][0])
             raise ScoresError(
                 f"{candidate.name}: clip {clip!r} has label {labels[differs][0]}, "
                 f"{first.name} says {reference['labels_val'][differs][0]}"
