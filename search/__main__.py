@@ -1,0 +1,123 @@
+"""``python -m search``: run, resume and inspect Ray Tune + Optuna searches recorded in MLflow.
+
+python -m search run conf/search/demo.yaml [--set budget.num_trials=8] [--smoke-test]
+python -m search resume demo
+python -m search status demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from feature_store.cli import Command, run_cli
+from search.errors import SearchError
+from trainables.errors import TrainablesError
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="a search config, e.g. conf/search/demo.yaml")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting by its dotted key (YAML value), e.g. budget.num_trials=8",
+    )
+    parser.add_argument(
+        "--smoke-test", action="store_true", help="a few tiny trials (CI, first check on a cluster)"
+    )
+    parser.add_argument(
+        "--num-cpus",
+        type=int,
+        default=None,
+        help="CPUs of a local Ray (ignored when joining a cluster)",
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from search.config import load_search_config
+    from search.tracking import format_leaderboard
+    from search.tune_runner import run_search
+
+    config = load_search_config(args.config, args.overrides, smoke_test=args.smoke_test)
+    outcome = run_search(config, num_cpus=args.num_cpus)
+    _print_outcome(outcome, format_leaderboard)
+    return 0
+
+
+def _print_outcome(outcome, format_leaderboard) -> None:
+    print(
+        f"\nsearch {outcome.name} — leaderboard (val_acc{' beside the oracle' if outcome.oracle else ''}):"
+    )
+    print(format_leaderboard(outcome.leaderboard, outcome.oracle or None))
+    print(
+        f"\nMLflow: {outcome.tracking_uri}  experiment {outcome.experiment_id}, parent run {outcome.parent_run_id}"
+    )
+
+
+def _add_resume(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="the search name (its folder under the storage path)")
+    parser.add_argument(
+        "--storage",
+        default="ray_results",
+        help="Ray Tune storage path or URI (default: ray_results)",
+    )
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
+
+
+def _run_resume(args: argparse.Namespace) -> int:
+    from search.tracking import format_leaderboard
+    from search.tune_runner import resume_search
+
+    _print_outcome(
+        resume_search(args.name, storage_path=args.storage, num_cpus=args.num_cpus),
+        format_leaderboard,
+    )
+    return 0
+
+
+def _add_status(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="the search name (its MLflow experiment)")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)",
+    )
+    parser.add_argument("--limit", type=int, default=20, help="rows to show")
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from search.tracking import format_leaderboard
+    from search.tune_runner import search_status
+
+    outcome = search_status(args.name, tracking_uri=args.tracking_uri)
+    print(format_leaderboard(outcome.leaderboard, outcome.oracle or None, limit=args.limit))
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command(
+        "run a search from a config (Ray Tune + Optuna TPE + ASHA, MLflow)",
+        add_run_arguments,
+        run_command,
+    ),
+    "resume": Command("continue an interrupted search where it stopped", _add_resume, _run_resume),
+    "status": Command("print a search's leaderboard so far, from MLflow", _add_status, _run_status),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(
+        "search",
+        __doc__.strip().splitlines()[0],
+        COMMANDS,
+        argv,
+        user_errors=(SearchError, TrainablesError),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

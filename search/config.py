@@ -1,0 +1,298 @@
+"""The search definition: one typed model for every ``conf/search/*.yaml``.
+
+    from search.config import load_search_config
+    config = load_search_config("conf/search/demo.yaml", overrides=["budget.num_trials=4"])
+
+Validated on load: an unknown key, a value out of range, a space entry that no trial could take,
+a store variant with no store on disk each raise ``SearchConfigError`` with one line naming the
+file and the key. ``--set key=value`` overrides use dotted keys and YAML values
+(``--set stores.visual_feature=[basic]``); ``--smoke-test`` shrinks the budget (``SMOKE_TEST``).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from search.errors import SearchConfigError
+
+# Trial fields the search sets itself: epochs comes from the budget, the seed from the search seed.
+RESERVED_TRIAL_FIELDS = ("epochs", "seed")
+# What ``--smoke-test`` changes: a handful of tiny trials that still exercise ASHA and concurrency.
+SMOKE_TEST: dict[str, Any] = {
+    "budget.num_trials": 4,
+    "budget.max_concurrent": 2,
+    "budget.epochs": 2,
+    "budget.grace_period": 1,
+    "budget.reduction_factor": 2,
+    "budget.time_limit_s": 600,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(_Strict):
+    """A numeric interval sampled by Optuna: integers when both ends are integers."""
+
+    low: int | float = Field(description="smallest value")
+    high: int | float = Field(description="largest value")
+    log: bool = Field(False, description="sample on a log scale (learning rate, weight decay)")
+    step: int | float | None = Field(None, description="grid step; null for a continuous range")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not self.low <= self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("a log range cannot also have a step")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+
+ParamSpec = Range | list[Any]
+
+
+class StoresConfig(_Strict):
+    """Which feature stores the search draws from."""
+
+    root: Path = Field(description="folder holding visual/<variant>/ and audio/<variant>/ stores")
+    visual_feature: list[str] = Field(
+        min_length=1, description="visual store variants to search over"
+    )
+    audio_feature: list[str] = Field(
+        min_length=1, description="audio store variants to search over"
+    )
+
+    def path(self, modality: Literal["visual", "audio"], variant: str) -> Path:
+        return self.root / modality / variant
+
+
+class BudgetConfig(_Strict):
+    """How many trials, how long, and how ASHA cuts the weak ones."""
+
+    num_trials: int = Field(ge=1, description="trials Optuna proposes in total")
+    max_concurrent: int = Field(2, ge=1, description="trials running at the same time")
+    epochs: int = Field(ge=1, description="epochs of a trial that is not stopped early")
+    grace_period: int = Field(
+        1, ge=1, description="ASHA: epochs every trial gets before it can be stopped"
+    )
+    reduction_factor: float = Field(3, gt=1, description="ASHA: keep 1/reduction_factor per rung")
+    time_limit_s: float | None = Field(
+        None, gt=0, description="wall-clock limit of the whole search"
+    )
+    max_failures: int = Field(
+        1, ge=0, description="retries of a trial that raises, before it counts as failed"
+    )
+
+    @model_validator(mode="after")
+    def _grace_within_epochs(self) -> BudgetConfig:
+        if self.grace_period > self.epochs:
+            raise ValueError(f"grace_period ({self.grace_period}) exceeds epochs ({self.epochs})")
+        return self
+
+
+class ResourcesConfig(_Strict):
+    """What one trial asks Ray for."""
+
+    cpus: float = Field(1, gt=0, description="CPUs per trial")
+    gpu: float = Field(
+        0, ge=0, description="GPUs per trial; a fraction (0.25) lets trials share one GPU"
+    )
+
+    @model_validator(mode="after")
+    def _gpu_fraction(self) -> ResourcesConfig:
+        if self.gpu > 1 and not float(self.gpu).is_integer():
+            raise ValueError(f"gpu above 1 must be a whole number, got {self.gpu}")
+        return self
+
+
+class TrackingConfig(_Strict):
+    """Where MLflow records the search (``MLFLOW_TRACKING_URI`` overrides ``uri``)."""
+
+    uri: str = Field("sqlite:///mlruns/mlflow.db", description="MLflow tracking URI")
+    experiment: str | None = Field(None, description="experiment name; defaults to the search name")
+
+
+class SearchConfig(_Strict):
+    """One search: stores, space, fixed trial settings, budget, resources, tracking."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="search name (folder and experiment)"
+    )
+    seed: int = Field(0, ge=0, description="seed of the TPE sampler and of every trial")
+    sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna sampler")
+    stores: StoresConfig
+    space: dict[str, ParamSpec] = Field(
+        description="trial field -> list of choices or {low, high, log}"
+    )
+    trial: dict[str, Any] = Field(
+        default_factory=dict, description="fixed trial fields for every trial"
+    )
+    budget: BudgetConfig
+    resources: ResourcesConfig = ResourcesConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    storage_path: str = Field(
+        "ray_results", description="Ray Tune storage: a folder or an s3:// / gs:// URI"
+    )
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.name
+
+    @property
+    def tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.tracking.uri
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting as dotted scalar keys (the parent run's params)."""
+        return _flatten(self.model_dump(mode="json"))
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: Sequence[str] | dict[str, Any], source: str
+) -> dict[str, Any]:
+    """``["a.b=1", ...]`` or ``{"a.b": 1}`` applied to a copy of the raw YAML mapping."""
+    raw = copy.deepcopy(raw)
+    items = overrides.items() if isinstance(overrides, dict) else (_split(o) for o in overrides)
+    for key, value in items:
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise SearchConfigError(f"{source}: --set {key}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def _split(override: str) -> tuple[str, Any]:
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise SearchConfigError(f"--set {override!r}: expected key=value")
+    try:
+        return key.strip(), yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SearchConfigError(f"--set {override!r}: value is not YAML ({exc})") from None
+
+
+def load_search_config(
+    path: str | os.PathLike[str],
+    overrides: Sequence[str] = (),
+    *,
+    smoke_test: bool = False,
+    check_stores: bool = True,
+) -> SearchConfig:
+    """Read, override, validate: ``SearchConfigError`` names the file and the key on any problem."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SearchConfigError(f"{path}: no such search config") from None
+    except yaml.YAMLError as exc:
+        raise SearchConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise SearchConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    if smoke_test:
+        raw = apply_overrides(raw, SMOKE_TEST, str(path))
+    raw = apply_overrides(raw, overrides, str(path))
+    return config_from_dict(raw, source=str(path), check_stores=check_stores)
+
+
+def config_from_dict(
+    raw: dict[str, Any], *, source: str, check_stores: bool = True
+) -> SearchConfig:
+    try:
+        config = SearchConfig.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        # Drop pydantic's validator and union-branch names from the location.
+        parts = [str(p) for p in error["loc"] if not re.search(r"[\[\]]|^Range$", str(p))]
+        where = ".".join(parts) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        raise SearchConfigError(f"{source}: {where}: {message}") from None
+    check_trial_fields(config, source)
+    if check_stores:
+        check_store_paths(config, source)
+    return config
+
+
+def check_trial_fields(config: SearchConfig, source: str) -> None:
+    """Every space key and fixed trial key is a trial field, and every value a trial accepts."""
+    from search.space import FEATURE_KEYS, trial_config_class
+
+    trial_class = trial_config_class()
+    fields = set(trial_class.model_fields)
+    for section, keys in (("space", config.space), ("trial", config.trial)):
+        for key in keys:
+            if key in RESERVED_TRIAL_FIELDS:
+                where = "budget.epochs" if key == "epochs" else "seed"
+                raise SearchConfigError(f"{source}: {section}.{key}: set by the search ({where})")
+            if key in FEATURE_KEYS:
+                raise SearchConfigError(
+                    f"{source}: {section}.{key}: variants belong under stores.{key}"
+                )
+            if key not in fields:
+                raise SearchConfigError(
+                    f"{source}: {section}.{key}: unknown trial field; known: {', '.join(sorted(fields))}"
+                )
+    _check_trial(trial_class, config.trial, source, "trial")
+    for key, spec in config.space.items():
+        values = [spec.low, spec.high] if isinstance(spec, Range) else list(spec)
+        if isinstance(spec, list) and not spec:
+            raise SearchConfigError(f"{source}: space.{key}: needs at least one choice")
+        for value in values:
+            _check_trial(trial_class, {**config.trial, key: value}, source, f"space.{key}")
+
+
+def _check_trial(trial_class: type, values: dict[str, Any], source: str, where: str) -> None:
+    try:
+        trial_class.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"])
+        raise SearchConfigError(
+            f"{source}: {where}: trial field {field}={error.get('input')!r}: "
+            + error["msg"].removeprefix("Value error, ")
+        ) from None
+    except ValueError as exc:  # the trial's own checks (unknown attention kind, ...)
+        raise SearchConfigError(f"{source}: {where}: {exc}") from None
+
+
+def check_store_paths(config: SearchConfig, source: str) -> None:
+    from feature_store.store import META_FILE
+
+    for modality in ("visual", "audio"):
+        for variant in getattr(config.stores, f"{modality}_feature"):
+            path = config.stores.path(modality, variant)
+            if not (path / META_FILE).is_file():
+                raise SearchConfigError(
+                    f"{source}: stores.{modality}_feature: no {modality} store {variant!r} at {path}"
+                )

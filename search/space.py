@@ -1,0 +1,82 @@
+"""The paper's design space as an Optuna define-by-run function.
+
+``SpaceSampler(config)(optuna_trial)`` draws the store variants, then the attention kinds and the
+fusion, then only the parameters that exist for what was drawn (FBP's factor, output size and
+dropout only under FBP fusion; the transformer's hidden size only when a modality uses transformer
+attention; momentum only for SGD; the segment count only for segment sampling), then the training
+hyperparameters. A parameter that does not apply is never sampled, so TPE models real conditionals
+instead of learning from values that had no effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from search.config import Range, SearchConfig
+
+FEATURE_KEYS = ("visual_feature", "audio_feature")
+# Drawn first, in this order: every condition below depends only on these.
+PARENT_KEYS = ("visual_attention", "audio_attention", "fusion", "optimizer", "frame_sampling")
+
+
+def _fbp(params: Mapping[str, Any]) -> bool:
+    return params.get("fusion") == "fbp"
+
+
+def _transformer(params: Mapping[str, Any]) -> bool:
+    return "transformer" in (params.get("visual_attention"), params.get("audio_attention"))
+
+
+CONDITIONS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "fbp_factor": _fbp,
+    "fbp_out": _fbp,
+    "fbp_dropout": _fbp,
+    "fbp_sqrt": _fbp,
+    "transformer_hidden": _transformer,
+    "momentum": lambda params: params.get("optimizer") == "sgd",
+    "frame_segments": lambda params: params.get("frame_sampling") == "segments",
+}
+
+
+def trial_config_class() -> type:
+    """``trainables.TrialConfig``, imported on first use (it brings torch)."""
+    from trainables import TrialConfig
+
+    return TrialConfig
+
+
+def trial_defaults() -> dict[str, Any]:
+    fields = trial_config_class().model_fields
+    return {name: field.default for name, field in fields.items() if not field.is_required()}
+
+
+class SpaceSampler:
+    """The define-by-run function handed to ``OptunaSearch`` (picklable, so Tune can checkpoint it)."""
+
+    def __init__(self, config: SearchConfig, defaults: Mapping[str, Any]) -> None:
+        self.space = dict(config.space)
+        self.features = {key: list(getattr(config.stores, key)) for key in FEATURE_KEYS}
+        # What a trial gets for a parameter the space leaves out: conditions read these too.
+        self.fixed = {**defaults, **config.trial}
+
+    def __call__(self, trial: Any) -> None:
+        for key, variants in self.features.items():
+            trial.suggest_categorical(key, variants)
+        params = dict(self.fixed)
+        ordered = [k for k in PARENT_KEYS if k in self.space]
+        ordered += [k for k in self.space if k not in PARENT_KEYS]
+        for key in ordered:
+            condition = CONDITIONS.get(key)
+            if condition is not None and not condition(params):
+                continue
+            params[key] = suggest(trial, key, self.space[key])
+
+
+def suggest(trial: Any, key: str, spec: Range | list[Any]) -> Any:
+    if isinstance(spec, list):
+        return trial.suggest_categorical(key, spec)
+    if spec.is_int:
+        step = int(spec.step) if spec.step is not None else 1
+        return trial.suggest_int(key, int(spec.low), int(spec.high), step=step, log=spec.log)
+    return trial.suggest_float(key, float(spec.low), float(spec.high), step=spec.step, log=spec.log)

@@ -1,0 +1,470 @@
+"""MLflow for a search: the experiment and parent run (driver side) and one child run per trial
+(trial side), as DESIGN.md's "Trial results" describes.
+
+Trials log straight to the tracking URI from whichever node they run on, so with an
+``mlflow server --serve-artifacts`` nothing needs a shared filesystem. The driver creates the
+experiment before any trial starts (concurrent trials never race on creating it), and it alone marks
+runs that Ray Tune stopped (ASHA, time limit): a stopped trial's thread never returns to log that.
+
+Tags every trial run carries: ``avfusion.kind=trial``, ``avfusion.status`` (running, finished,
+stopped_early, failed), ``avfusion.search``, ``avfusion.trial_id``, ``avfusion.node_id``,
+``avfusion.git_commit`` (and ``mlflow.source.git.commit``), ``avfusion.visual_checksum``,
+``avfusion.audio_checksum``, ``mlflow.parentRunId``. The parent run is ``avfusion.kind=search``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search.errors import TrackingError
+
+KIND, STATUS, SEARCH, TRIAL_ID = (
+    "avfusion.kind",
+    "avfusion.status",
+    "avfusion.search",
+    "avfusion.trial_id",
+)
+PARENT = "mlflow.parentRunId"
+FINISHED, STOPPED_EARLY, FAILED, RUNNING = "finished", "stopped_early", "failed", "running"
+EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "val_uar")
+_MAX_TAG = 5000
+
+
+# -- where MLflow lives -------------------------------------------------------------------------
+def resolve_tracking_uri(uri: str) -> str:
+    """An absolute URI: Ray runs trials in other working directories, so relative SQLite or file
+    paths would point elsewhere there."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = Path(uri[len("sqlite:///") :]).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    if "://" not in uri:
+        return Path(uri).resolve().as_uri()
+    return uri
+
+
+def artifact_root(uri: str) -> str | None:
+    """The embedded default keeps artifacts beside the SQLite file (``mlruns/artifacts``); a
+    tracking server chooses its own (``mlflow-artifacts:/`` with ``--serve-artifacts``)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///") :]).parent / "artifacts").resolve().as_uri()
+    return None
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail before any trial starts when an HTTP tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+            if response.status != 200:
+                raise TrackingError(
+                    f"MLflow tracking server {uri} answered {response.status} on /health"
+                )
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(f"MLflow tracking server {uri} does not answer ({reason})") from None
+
+
+@functools.lru_cache(maxsize=4)
+def client(uri: str):
+    """One client per process and URI: opening a SQLite store checks its schema, which is slow."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """The experiment's id, created (or restored from deletion) by the driver."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(uri)
+    try:
+        experiment = mlflow_client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                return mlflow_client.create_experiment(name, artifact_location=artifact_root(uri))
+            except MlflowException:  # created meanwhile by another driver
+                experiment = mlflow_client.get_experiment_by_name(name)
+                if experiment is None:
+                    raise
+        if experiment.lifecycle_stage == "deleted":
+            mlflow_client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow at {uri}: {str(exc).splitlines()[0]}") from None
+
+
+def git_commit() -> str:
+    """The commit of the working tree, or what the job environment says (``GIT_COMMIT``)."""
+    if os.environ.get("GIT_COMMIT"):
+        return os.environ["GIT_COMMIT"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def _entities():
+    from mlflow.entities import Metric, Param, RunTag
+
+    return Metric, Param, RunTag
+
+
+def _param_value(value: Any) -> str:
+    return str(value)[:6000]
+
+
+# -- the trial's run (runs inside the trial, on any node) ---------------------------------------
+@dataclass(frozen=True)
+class TrackingContext:
+    """What a trial needs to log: sent to every trial through ``tune.with_parameters``."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str
+    search: str
+    git_commit: str
+
+
+class TrialRecorder:
+    """One trial's MLflow run: params and tags on start, a metric batch per epoch, artifacts and
+    the final status at the end."""
+
+    def __init__(
+        self,
+        context: TrackingContext,
+        *,
+        trial_id: str,
+        run_name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+        config_yaml: str,
+    ) -> None:
+        Metric, Param, RunTag = _entities()
+        self.client = client(context.uri)
+        all_tags = {
+            KIND: "trial",
+            STATUS: RUNNING,
+            SEARCH: context.search,
+            TRIAL_ID: trial_id,
+            PARENT: context.parent_run_id,
+            "avfusion.git_commit": context.git_commit,
+            "mlflow.source.git.commit": context.git_commit,
+            **tags,
+        }
+        run = self.client.create_run(context.experiment_id, tags=all_tags, run_name=run_name)
+        self.run_id = run.info.run_id
+        self.client.log_batch(
+            self.run_id, params=[Param(k, _param_value(v)) for k, v in params.items()]
+        )
+        # config.yaml goes up first, so a trial stopped early still shows what it trained.
+        with tempfile.TemporaryDirectory() as folder:
+            Path(folder, "config.yaml").write_text(config_yaml)
+            self.client.log_artifact(self.run_id, str(Path(folder, "config.yaml")))
+        self._last: dict[str, float] = {}
+        self._step = 0
+
+    def log_epoch(self, metrics: Mapping[str, Any]) -> None:
+        Metric, _, _ = _entities()
+        now = int(time.time() * 1000)
+        self._step = int(metrics.get("epoch", self._step + 1))
+        values = {k: float(v) for k, v in metrics.items() if k != "epoch" and _is_number(v)}
+        self.client.log_batch(
+            self.run_id, metrics=[Metric(k, v, now, self._step) for k, v in values.items()]
+        )
+        self._last = values
+
+    def finish(self, result: Any, classes: list[str]) -> None:
+        """Final metrics, scores.npz, confusion and attention plots, status ``finished``."""
+        Metric, _, RunTag = _entities()
+        from trainables import plots
+
+        now = int(time.time() * 1000)
+        final = {
+            k: float(v)
+            for k, v in (result.metrics or {}).items()
+            if k != "epoch" and _is_number(v) and self._last.get(k) != float(v)
+        }
+        with tempfile.TemporaryDirectory() as folder:
+            result.save_scores(Path(folder, "scores.npz"))
+            scores = result.scores
+            plots.plot_confusion(
+                scores["labels_val"],
+                scores["val"],
+                classes,
+                Path(folder, "confusion_val.png"),
+                title=f"val accuracy {result.metrics.get('val_acc', float('nan')):.3f}",
+            )
+            if result.attention:
+                plots.plot_attention(result.attention, Path(folder, "attention.png"))
+            self.client.log_artifacts(self.run_id, folder)
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, v, now, self._step) for k, v in final.items()],
+            tags=[RunTag(STATUS, FINISHED), RunTag("avfusion.epochs_done", str(self._step))],
+        )
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def fail(self, error: BaseException) -> None:
+        """Status ``failed`` with the error as a tag and its traceback as ``error.txt``."""
+        _, _, RunTag = _entities()
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        summary = f"{type(error).__name__}: {error}"[:_MAX_TAG]
+        try:
+            self.client.log_text(self.run_id, text, "error.txt")
+            self.client.log_batch(
+                self.run_id,
+                tags=[RunTag(STATUS, FAILED), RunTag("avfusion.error", summary)],
+            )
+            self.client.set_terminated(self.run_id, "FAILED")
+        except Exception:  # noqa: BLE001 - the trial's own error is what must surface
+            traceback.print_exc()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# -- driver side: the parent run, runs Tune stopped, the leaderboard ---------------------------
+def start_parent_run(uri: str, experiment_id: str, config: Any, commit: str) -> str:
+    """The search's parent run: every setting as a param, the YAML as ``search.yaml``."""
+    import yaml
+
+    _, Param, _ = _entities()
+    mlflow_client = client(uri)
+    run = mlflow_client.create_run(
+        experiment_id,
+        run_name=f"search-{config.name}",
+        tags={
+            KIND: "search",
+            SEARCH: config.name,
+            STATUS: RUNNING,
+            "avfusion.git_commit": commit,
+            "mlflow.source.git.commit": commit,
+        },
+    )
+    run_id = run.info.run_id
+    mlflow_client.log_batch(
+        run_id, params=[Param(k, _param_value(v)) for k, v in config.flat().items()]
+    )
+    mlflow_client.log_text(
+        run_id, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), "search.yaml"
+    )
+    return run_id
+
+
+def find_parent_run(uri: str, experiment_id: str, search: str) -> str | None:
+    runs = client(uri).search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{KIND}` = 'search' and tags.`{SEARCH}` = '{search}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def mark_stopped(uri: str, run_id: str, epochs_done: int) -> None:
+    """A trial Tune stopped before its last epoch: never a finished result."""
+    _, _, RunTag = _entities()
+    mlflow_client = client(uri)
+    mlflow_client.log_batch(
+        run_id,
+        tags=[RunTag(STATUS, STOPPED_EARLY), RunTag("avfusion.epochs_done", str(epochs_done))],
+    )
+    mlflow_client.set_terminated(run_id, "KILLED")
+
+
+def mark_failed_if_running(uri: str, run_id: str, error: str) -> None:
+    """A trial whose worker died before it could record its own failure."""
+    _, _, RunTag = _entities()
+    mlflow_client = client(uri)
+    run = mlflow_client.get_run(run_id)
+    if run.data.tags.get(STATUS) != RUNNING:
+        return
+    mlflow_client.log_batch(
+        run_id, tags=[RunTag(STATUS, FAILED), RunTag("avfusion.error", error[:_MAX_TAG])]
+    )
+    mlflow_client.set_terminated(run_id, "FAILED")
+
+
+def drop_interrupted_runs(uri: str, experiment_id: str, parent_run_id: str) -> int:
+    """Before a resume: runs still ``running`` belong to trials Tune will start again from
+    scratch, so they are deleted rather than left beside their rerun."""
+    mlflow_client = client(uri)
+    runs = trial_runs(uri, experiment_id, parent_run_id)
+    interrupted = [r for r in runs if r.data.tags.get(STATUS) == RUNNING]
+    for run in interrupted:
+        mlflow_client.delete_run(run.info.run_id)
+    return len(interrupted)
+
+
+def trial_runs(uri: str, experiment_id: str, parent_run_id: str) -> list[Any]:
+    return client(uri).search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{PARENT}` = '{parent_run_id}' and tags.`{KIND}` = 'trial'",
+        max_results=50000,
+    )
+
+
+LEADERBOARD_COLUMNS = (
+    "val_acc",
+    "val_uar",
+    "visual_feature",
+    "audio_feature",
+    "visual_attention",
+    "audio_attention",
+    "fusion",
+)
+
+
+def leaderboard(uri: str, experiment_id: str, parent_run_id: str):
+    """Every trial run as a DataFrame: finished ones first by val_acc, then the rest; a
+    stopped-early trial's truncated val_acc is kept but never ranked among the finished."""
+    import pandas as pd
+
+    rows = []
+    for run in trial_runs(uri, experiment_id, parent_run_id):
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        rows.append(
+            {
+                "run_id": run.info.run_id,
+                "trial_id": tags.get(TRIAL_ID, ""),
+                "status": tags.get(STATUS, ""),
+                "epochs": int(tags.get("avfusion.epochs_done", 0) or 0),
+                "val_acc": metrics.get("val_acc"),
+                "val_uar": metrics.get("val_uar"),
+                "node": tags.get("avfusion.node_id", "")[:8],
+                **{k: params.get(k) for k in LEADERBOARD_COLUMNS[2:]},
+                "error": tags.get("avfusion.error", ""),
+            }
+        )
+    table = pd.DataFrame(
+        rows,
+        columns=["run_id", "trial_id", "status", "epochs", *LEADERBOARD_COLUMNS, "node", "error"],
+    )
+    table["rank_key"] = (table["status"] == FINISHED).astype(int)
+    table = table.sort_values(["rank_key", "val_acc"], ascending=[False, False], na_position="last")
+    return table.drop(columns="rank_key").reset_index(drop=True)
+
+
+def format_leaderboard(
+    table, oracle: Mapping[tuple[str, str], float] | None = None, limit: int = 20
+) -> str:
+    """A plain-text leaderboard; with ``oracle`` each trial's val_acc beside its pair's oracle."""
+    if table.empty:
+        return "no trials recorded yet"
+    counts = table["status"].value_counts().to_dict()
+    lines = [
+        "trials: "
+        + ", ".join(
+            f"{counts.get(s, 0)} {s.replace('_', ' ')}"
+            for s in (FINISHED, STOPPED_EARLY, FAILED, RUNNING)
+        )
+    ]
+    header = f"{'#':>3} {'status':<13} {'ep':>3} {'val_acc':>7}"
+    header += f" {'oracle':>6} {'ratio':>6}" if oracle else ""
+    header += f"  {'visual':<10} {'audio':<12} {'v-attn':<11} {'a-attn':<11} {'fusion':<6} run"
+    lines.append(header)
+    for rank, row in enumerate(table.head(limit).itertuples(index=False), 1):
+        acc = "" if row.val_acc is None or row.val_acc != row.val_acc else f"{row.val_acc:.4f}"
+        line = f"{rank:>3} {row.status:<13} {row.epochs:>3} {acc:>7}"
+        if oracle:
+            best = oracle.get((row.visual_feature, row.audio_feature))
+            ratio = f"{row.val_acc / best:.3f}" if best and acc else ""
+            line += f" {best or float('nan'):>6.4f} {ratio:>6}"
+        line += (
+            f"  {row.visual_feature or '':<10} {row.audio_feature or '':<12} {row.visual_attention or '':<11}"
+            f" {row.audio_attention or '':<11} {row.fusion or '':<6} {row.run_id[:8]}"
+        )
+        if row.status == FAILED and row.error:
+            line += f"  {row.error[:80]}"
+        lines.append(line)
+    if len(table) > limit:
+        lines.append(f"... {len(table) - limit} more")
+    return "\n".join(lines)
+
+
+def finish_parent_run(uri: str, parent_run_id: str, table, study: Any | None) -> None:
+    """Best trial, leaderboard (CSV and an MLflow table) and Optuna's plots on the parent run."""
+    Metric, _, RunTag = _entities()
+    mlflow_client = client(uri)
+    finished = table[table["status"] == FINISHED]
+    tags = [RunTag(STATUS, FINISHED)]
+    metrics = []
+    now = int(time.time() * 1000)
+    if not finished.empty:
+        best = finished.iloc[0]
+        tags += [
+            RunTag("avfusion.best_run_id", best.run_id),
+            RunTag("avfusion.best_trial_id", best.trial_id),
+        ]
+        metrics.append(Metric("best_val_acc", float(best.val_acc), now, 0))
+    for status in (FINISHED, STOPPED_EARLY, FAILED):
+        metrics.append(Metric(f"trials_{status}", float((table["status"] == status).sum()), now, 0))
+    mlflow_client.log_batch(parent_run_id, metrics=metrics, tags=tags)
+    with tempfile.TemporaryDirectory() as folder:
+        table.to_csv(Path(folder, "leaderboard.csv"), index=False)
+        if not finished.empty:
+            Path(folder, "best_trial.json").write_text(
+                json.dumps(finished.iloc[0].to_dict(), indent=2, default=str)
+            )
+        if study is not None:
+            _optuna_plots(study, Path(folder))
+        mlflow_client.log_artifacts(parent_run_id, folder)
+    mlflow_client.log_table(
+        parent_run_id, table.drop(columns="error").fillna(""), "leaderboard.json"
+    )
+    mlflow_client.set_terminated(parent_run_id, "FINISHED")
+
+
+def _optuna_plots(study: Any, folder: Path) -> None:
+    """Parameter importances and parallel coordinates (PNG) from the finished trials."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as optuna_plots
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 2:
+        return
+    for name, draw in (
+        ("param_importances.png", optuna_plots.plot_param_importances),
+        ("parallel_coordinate.png", optuna_plots.plot_parallel_coordinate),
+    ):
+        try:
+            with warnings.catch_warnings():  # Optuna's experimental and axis-limit warnings
+                warnings.simplefilter("ignore")
+                axes = draw(study)
+        except (ValueError, RuntimeError) as exc:  # e.g. a single distinct value per param
+            Path(folder, name.replace(".png", ".txt")).write_text(f"not drawn: {exc}\n")
+            continue
+        figure = axes.figure if hasattr(axes, "figure") else axes[0].figure
+        figure.set_size_inches(10, 6)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            figure.tight_layout()
+            figure.savefig(folder / name, dpi=100)
+        plt.close(figure)

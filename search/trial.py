@@ -1,0 +1,84 @@
+"""The function Ray Tune runs for every trial, on whichever node Ray places it.
+
+It turns Optuna's sampled parameters into a ``TrialConfig``, pairs the two stores the driver put in
+the object store (zero-copy numpy), trains with ``trainables.train_trial`` and records the trial in
+MLflow through the tracking URI as it goes. The last epoch's result goes to Tune only after the
+run holds its artifacts and status ``finished``: a result with ``finished=1`` is therefore a
+complete run, and one without it (ASHA or the time limit stopped the trial) never is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from feature_store.store import Store, StorePair
+from search.tracking import TrackingContext, TrialRecorder
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything a trial needs besides its sampled parameters and the stores."""
+
+    tracking: TrackingContext
+    fixed: Mapping[str, Any]
+    epochs: int
+    seed: int
+
+
+def run_trial(
+    config: dict[str, Any], *, stores: Mapping[str, Mapping[str, Store]], context: TrialContext
+) -> None:
+    import ray
+    from ray import tune
+
+    from trainables import train_trial, validate_config
+
+    sampled = dict(config)
+    visual_feature = sampled.pop("visual_feature")
+    audio_feature = sampled.pop("audio_feature")
+    trial_config = validate_config(
+        {**context.fixed, **sampled, "epochs": context.epochs, "seed": context.seed},
+        where="sampled trial config",
+    )
+    visual, audio = stores["visual"][visual_feature], stores["audio"][audio_feature]
+    tune_context = tune.get_context()
+    trial_id = tune_context.get_trial_id()
+    recorder = TrialRecorder(
+        context.tracking,
+        trial_id=trial_id,
+        run_name=tune_context.get_trial_name(),
+        params={
+            **trial_config.model_dump(),
+            "visual_feature": visual_feature,
+            "audio_feature": audio_feature,
+            "visual_store_checksum": visual.checksum,
+            "audio_store_checksum": audio.checksum,
+        },
+        tags={
+            "avfusion.node_id": ray.get_runtime_context().get_node_id(),
+            "avfusion.visual_checksum": visual.checksum,
+            "avfusion.audio_checksum": audio.checksum,
+        },
+        config_yaml=yaml.safe_dump(trial_config.model_dump(), sort_keys=False),
+    )
+    extra = {"epochs": context.epochs, "mlflow_run_id": recorder.run_id, "finished": 0}
+    held: dict[str, Any] = {}
+
+    def report(metrics: dict[str, Any]) -> None:
+        recorder.log_epoch(metrics)
+        if metrics.get("epoch", 0) >= context.epochs:
+            held.update(metrics)  # reported once the run is complete, below
+        else:
+            tune.report({**metrics, **extra})
+
+    try:
+        result = train_trial(trial_config, StorePair(visual, audio), report=report)
+        recorder.finish(result, visual.classes)
+    except Exception as exc:
+        recorder.fail(exc)
+        raise
+    tune.report({**(held or result.history[-1]), **extra, "finished": 1})

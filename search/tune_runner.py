@@ -1,0 +1,443 @@
+"""The driver of a search: Ray Tune's Tuner with OptunaSearch (TPE, define-by-run) and ASHA.
+
+    from search.config import load_search_config
+    from search.tune_runner import run_search
+    run_search(load_search_config("conf/search/demo.yaml"), num_cpus=2)
+
+Order of work, so that every mistake surfaces before the first trial: tracking server reachable,
+stores present and pairing, Ray up, resources there (a GPU request on a cluster without GPUs fails
+here instead of pending forever), experiment and parent run created, then ``Tuner.fit``. The stores
+are read once here and reach every trial through the object store (``tune.with_parameters``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import feature_store
+from feature_store.store import Store
+from search import tracking
+from search.config import SearchConfig, config_from_dict
+from search.errors import ClusterError, SearchError
+from search.space import SpaceSampler, trial_defaults
+from search.trial import TrialContext, run_trial
+
+CONFIG_FILE = "avfusion_search.yaml"
+# Tune's CSV/JSON/TensorBoard loggers cost time on every result; MLflow is the record.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
+@dataclass
+class SearchOutcome:
+    """What a finished (or resumed) search leaves: where it is recorded and its leaderboard."""
+
+    name: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    leaderboard: Any
+    oracle: dict[tuple[str, str], float]
+
+
+# -- stores ---------------------------------------------------------------------------------------
+def load_stores(config: SearchConfig) -> dict[str, dict[str, Store]]:
+    """Every variant opened, every visual × audio pair checked, features read into memory."""
+    stores: dict[str, dict[str, Store]] = {"visual": {}, "audio": {}}
+    for modality in stores:
+        for variant in getattr(config.stores, f"{modality}_feature"):
+            store = feature_store.open_store(config.stores.path(modality, variant))
+            if store.modality != modality:
+                raise SearchError(
+                    f"{store.path}: is a {store.modality} store, listed as {modality}"
+                )
+            stores[modality][variant] = store
+    for visual in stores["visual"].values():
+        for audio in stores["audio"].values():
+            feature_store.pair(visual, audio)  # PairError names the first clip that differs
+    return {m: {v: s.load() for v, s in by_variant.items()} for m, by_variant in stores.items()}
+
+
+def oracle_table(root: Path, visual: list[str], audio: list[str]) -> dict[tuple[str, str], float]:
+    """Planted stores know their exact best val accuracy per visual × audio pair."""
+    table = {}
+    for variant in visual:
+        try:
+            meta = feature_store.open_store(root / "visual" / variant).meta
+        except feature_store.StoreError:
+            continue
+        paired = (meta.get("planted") or {}).get("oracle", {}).get("paired", {})
+        for other in audio:
+            if other in paired:
+                table[(variant, other)] = float(paired[other]["val"])
+    return table
+
+
+# -- Ray ------------------------------------------------------------------------------------------
+def init_ray(num_cpus: int | None = None) -> None:
+    """Join the cluster a submitted job runs in (``RAY_ADDRESS``), else start a local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    local = not os.environ.get("RAY_ADDRESS")
+    ray.init(
+        num_cpus=num_cpus if local else None,
+        include_dashboard=False if local else None,
+        log_to_driver=True,
+        logging_level="WARNING",
+    )
+
+
+def check_resources(config: SearchConfig) -> None:
+    """Some alive node must fit one trial, or Tune would leave it pending forever."""
+    import ray
+
+    want = {"CPU": config.resources.cpus, "GPU": config.resources.gpu}
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if any(all(node.get(k, 0) >= v for k, v in want.items()) for node in nodes):
+        return
+    total_gpus = sum(n.get("GPU", 0) for n in nodes)
+    if config.resources.gpu > 0 and total_gpus < config.resources.gpu:
+        raise ClusterError(
+            f"resources.gpu={config.resources.gpu} but the Ray cluster has "
+            f"{total_gpus if total_gpus else 'no'} GPU{'' if total_gpus == 1 else 's'}; "
+            "run with --set resources.gpu=0 or start GPU workers (conf/cluster/gpu.yaml)"
+        )
+    biggest = max((n.get("CPU", 0) for n in nodes), default=0)
+    raise ClusterError(
+        f"resources.cpus={config.resources.cpus} but the largest Ray node has {biggest:g} CPUs; "
+        "lower resources.cpus"
+    )
+
+
+# -- Optuna, told which trials were cut short ---------------------------------------------------
+def _optuna_search_class():
+    from optuna.trial import TrialState
+    from ray.tune.search.optuna import OptunaSearch
+
+    class PruningAwareOptunaSearch(OptunaSearch):
+        """OptunaSearch that tells Optuna a trial stopped by ASHA was pruned (its intermediate
+        values stay known to TPE) instead of completing it with a truncated accuracy."""
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+            if (
+                error
+                or not result
+                or result.get("finished") == 1
+                or trial_id in self._completed_trials
+            ):
+                return super().on_trial_complete(trial_id, result, error)
+            self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+
+    return PruningAwareOptunaSearch
+
+
+def make_searcher(config: SearchConfig):
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if config.sampler == "random":
+        sampler = optuna.samplers.RandomSampler(seed=config.seed)
+    else:
+        # group + multivariate: TPE models each conditional sub-space jointly; constant_liar keeps
+        # concurrent trials from all proposing the same point.
+        sampler = optuna.samplers.TPESampler(
+            seed=config.seed,
+            n_startup_trials=max(3, min(10, config.budget.num_trials // 4)),
+            multivariate=True,
+            group=True,
+            constant_liar=config.budget.max_concurrent > 1,
+        )
+    searcher = _optuna_search_class()(
+        space=SpaceSampler(config, trial_defaults()), metric="val_acc", mode="max", sampler=sampler
+    )
+    return ConcurrencyLimiter(searcher, max_concurrent=config.budget.max_concurrent)
+
+
+# -- callbacks ------------------------------------------------------------------------------------
+def _callbacks(config: SearchConfig, uri: str):
+    from ray.tune import Callback
+
+    class RunStatusCallback(Callback):
+        """Marks the MLflow runs of trials Tune stopped (their threads never get to)."""
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            result = trial.last_result or {}
+            if result.get("finished") != 1 and result.get("mlflow_run_id"):
+                tracking.mark_stopped(uri, result["mlflow_run_id"], int(result.get("epoch", 0)))
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            run_id = (trial.last_result or {}).get("mlflow_run_id")
+            if run_id:
+                tracking.mark_failed_if_running(
+                    uri, run_id, f"trial {trial.trial_id} errored (worker lost)"
+                )
+
+    class ProgressCallback(Callback):
+        """One line per trial as it ends, and a bar: done / running / pending, best val_acc."""
+
+        def __init__(self) -> None:
+            self.bar = None
+            self.best: float | None = None
+            self.done = 0
+
+        def __getstate__(self):  # Tune pickles callbacks with the experiment; a bar is not state
+            return {**self.__dict__, "bar": None}
+
+        def setup(self, **info):
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=config.budget.num_trials,
+                desc=f"search {config.name}",
+                unit="trial",
+                file=sys.stdout,
+            )
+            self.bar.update(self.done)
+
+        def _refresh(self, trials, ended=None):
+            running = sum(t.status == "RUNNING" and t is not ended for t in trials)
+            pending = max(0, config.budget.num_trials - self.done - running)
+            best = "-" if self.best is None else f"{self.best:.4f}"
+            self.bar.set_postfix_str(f"running {running}, pending {pending}, best val_acc {best}")
+
+        def _ended(self, trials, trial, status: str):
+            result = trial.last_result or {}
+            acc = result.get("val_acc")
+            if (
+                status == tracking.FINISHED
+                and acc is not None
+                and (self.best is None or acc > self.best)
+            ):
+                self.best = acc
+            params = trial.config
+            self.done += 1
+            self.bar.write(
+                f"trial {trial.trial_id} {status:<13} epochs {result.get('epoch', 0)}/{config.budget.epochs}"
+                f" val_acc {'-' if acc is None else f'{acc:.4f}'}  {params.get('visual_feature')}+"
+                f"{params.get('audio_feature')} {params.get('visual_attention')}/"
+                f"{params.get('audio_attention')} {params.get('fusion')}"
+            )
+            self.bar.update(1)
+            self._refresh(trials, ended=trial)
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self._refresh(trials)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            finished = (trial.last_result or {}).get("finished") == 1
+            self._ended(trials, trial, tracking.FINISHED if finished else tracking.STOPPED_EARLY)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._ended(trials, trial, tracking.FAILED)
+
+        def on_experiment_end(self, trials, **info):
+            if self.bar is not None:
+                self.bar.close()
+
+    return [RunStatusCallback(), ProgressCallback()]
+
+
+# -- the search -----------------------------------------------------------------------------------
+def experiment_path(storage_path: str, name: str) -> str:
+    return f"{_storage(storage_path).rstrip('/')}/{name}"
+
+
+def _storage(storage_path: str) -> str:
+    return storage_path if "://" in storage_path else str(Path(storage_path).resolve())
+
+
+def _write_text(uri: str, text: str) -> None:
+    import pyarrow.fs
+
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(
+        uri if "://" in uri else Path(uri).resolve().as_uri()
+    )
+    filesystem.create_dir(str(Path(path).parent), recursive=True)
+    with filesystem.open_output_stream(path) as stream:
+        stream.write(text.encode())
+
+
+def _read_text(uri: str) -> str | None:
+    import pyarrow.fs
+
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(
+        uri if "://" in uri else Path(uri).resolve().as_uri()
+    )
+    if filesystem.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+        return None
+    with filesystem.open_input_stream(path) as stream:
+        return stream.read().decode()
+
+
+def _prepare(config: SearchConfig, num_cpus: int | None):
+    """Everything that can fail before a trial: tracking, stores, Ray, resources, experiment."""
+    uri = tracking.resolve_tracking_uri(config.tracking_uri)
+    tracking.check_reachable(uri)
+    stores = load_stores(config)
+    init_ray(num_cpus)
+    check_resources(config)
+    experiment_id = tracking.ensure_experiment(uri, config.experiment)
+    return uri, stores, experiment_id
+
+
+def _trainable(config: SearchConfig, stores, context: TrialContext):
+    from ray import tune
+
+    trainable = tune.with_parameters(run_trial, stores=stores, context=context)
+    return tune.with_resources(
+        trainable, {"cpu": config.resources.cpus, "gpu": config.resources.gpu}
+    )
+
+
+def _context(
+    config: SearchConfig, uri: str, experiment_id: str, parent_run_id: str
+) -> TrialContext:
+    return TrialContext(
+        tracking=tracking.TrackingContext(
+            uri=uri,
+            experiment_id=experiment_id,
+            parent_run_id=parent_run_id,
+            search=config.name,
+            git_commit=tracking.git_commit(),
+        ),
+        fixed=dict(config.trial),
+        epochs=config.budget.epochs,
+        seed=config.seed,
+    )
+
+
+def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOutcome:
+    """A new search named ``config.name``; refuses a name whose Tune state already exists."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    path = experiment_path(config.storage_path, config.name)
+    if tune.Tuner.can_restore(path):
+        raise SearchError(
+            f"search {config.name!r} already exists at {path}; continue it with "
+            f"`python -m search resume {config.name}` or choose another name (--set name=...)"
+        )
+    uri, stores, experiment_id = _prepare(config, num_cpus)
+    parent_run_id = tracking.start_parent_run(uri, experiment_id, config, tracking.git_commit())
+    _write_text(
+        f"{path}/{CONFIG_FILE}",
+        yaml.safe_dump(
+            {"config": config.model_dump(mode="json"), "parent_run_id": parent_run_id},
+            sort_keys=False,
+        ),
+    )
+    print(
+        f"search {config.name}: MLflow {uri}, experiment {config.experiment!r}, parent run {parent_run_id}"
+    )
+    searcher = make_searcher(config)
+    tuner = tune.Tuner(
+        _trainable(config, stores, _context(config, uri, experiment_id, parent_run_id)),
+        tune_config=tune.TuneConfig(
+            metric="val_acc",
+            mode="max",
+            search_alg=searcher,
+            scheduler=ASHAScheduler(
+                time_attr="training_iteration",
+                max_t=config.budget.epochs,
+                grace_period=config.budget.grace_period,
+                reduction_factor=config.budget.reduction_factor,
+            ),
+            num_samples=config.budget.num_trials,
+            time_budget_s=config.budget.time_limit_s,
+            # One actor runs trial after trial: torch, MLflow and the stores load once per actor.
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=config.name,
+            storage_path=_storage(config.storage_path),
+            failure_config=tune.FailureConfig(max_failures=config.budget.max_failures),
+            callbacks=_callbacks(config, uri),
+            verbose=0,
+        ),
+    )
+    _fit(tuner)
+    return _finish(config, uri, experiment_id, parent_run_id, searcher)
+
+
+def _fit(tuner) -> None:
+    # Tune's result grid looks for the per-trial JSON/CSV logs we switched off; MLflow has it all.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    tuner.fit()
+
+
+def resume_search(
+    name: str, *, storage_path: str = "ray_results", num_cpus: int | None = None
+) -> SearchOutcome:
+    """Continue an interrupted search: finished trials stay, interrupted ones start again (their
+    half-written MLflow runs are deleted first, so no trial has two runs)."""
+    from ray import tune
+
+    path = experiment_path(storage_path, name)
+    saved = _read_text(f"{path}/{CONFIG_FILE}")
+    if saved is None or not tune.Tuner.can_restore(path):
+        raise SearchError(f"no search {name!r} to resume at {path} (see --storage)")
+    state = yaml.safe_load(saved)
+    config = config_from_dict(state["config"], source=f"{path}/{CONFIG_FILE}")
+    parent_run_id = state["parent_run_id"]
+    uri, stores, experiment_id = _prepare(config, num_cpus)
+    dropped = tracking.drop_interrupted_runs(uri, experiment_id, parent_run_id)
+    print(
+        f"search {name}: resuming from {path}"
+        + (f" ({dropped} interrupted trial runs replaced)" if dropped else "")
+    )
+    tuner = tune.Tuner.restore(
+        path,
+        trainable=_trainable(config, stores, _context(config, uri, experiment_id, parent_run_id)),
+        resume_unfinished=True,
+        resume_errored=False,
+    )
+    _fit(tuner)
+    # Tune rebuilt the searcher from its checkpoint; the study for the plots lives there.
+    searcher = tuner._local_tuner._tune_config.search_alg
+    return _finish(config, uri, experiment_id, parent_run_id, searcher)
+
+
+def _finish(
+    config: SearchConfig, uri: str, experiment_id: str, parent_run_id: str, searcher
+) -> SearchOutcome:
+    table = tracking.leaderboard(uri, experiment_id, parent_run_id)
+    study = getattr(getattr(searcher, "searcher", searcher), "_ot_study", None)
+    tracking.finish_parent_run(uri, parent_run_id, table, study)
+    oracle = oracle_table(
+        config.stores.root, config.stores.visual_feature, config.stores.audio_feature
+    )
+    return SearchOutcome(config.name, uri, experiment_id, parent_run_id, table, oracle)
+
+
+def search_status(name: str, *, tracking_uri: str | None = None) -> SearchOutcome:
+    """The leaderboard of the latest search ``name`` recorded in MLflow (no Ray needed)."""
+    uri = tracking.resolve_tracking_uri(
+        tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns/mlflow.db"
+    )
+    tracking.check_reachable(uri)
+    experiment = tracking.client(uri).get_experiment_by_name(name)
+    parent = tracking.find_parent_run(uri, experiment.experiment_id, name) if experiment else None
+    if parent is None:
+        raise SearchError(f"no search {name!r} recorded in MLflow at {uri}")
+    params: Mapping[str, str] = tracking.client(uri).get_run(parent).data.params
+    oracle = oracle_table(
+        Path(params.get("stores.root", ".")),
+        yaml.safe_load(params.get("stores.visual_feature", "[]")) or [],
+        yaml.safe_load(params.get("stores.audio_feature", "[]")) or [],
+    )
+    table = tracking.leaderboard(uri, experiment.experiment_id, parent)
+    return SearchOutcome(name, uri, experiment.experiment_id, parent, table, oracle)
