@@ -80,7 +80,7 @@ def search(tmp_path_factory) -> dict:
         run_ids.append(run_id)
     empty = client.create_experiment("empty-search", artifact_location=(root / "empty").as_uri())
     client.create_run(empty, tags={"avfusion.kind": "search"})
-    return {"uri": uri, "run_ids": run_ids, "client": client}
+    return {"uri": uri, "run_ids": run_ids, "client": client, "root": root}
 
 
 def test_top_finished_trials_by_val_acc(search):
@@ -203,3 +203,16 @@ def test_build_errors_exit_2_with_one_line(search, tmp_path, capsys):
         line.startswith("python -m ensembling build: error:") for line in err
     )
     assert not (tmp_path / "x").exists()
+
+
+def test_score_dirs_logged_to_a_new_experiment(search, tmp_path):
+    out = tmp_path / "out"
+    dirs = [str(search["root"] / f"trial{i}") for i in range(3)]
+    args = ["build", "--scores", *dirs, "--rounds", "3", "--out", str(out)]
+    assert (
+        main([*args, "--tracking-uri", search["uri"], "--log-experiment", "scores-ensembles"]) == 0
+    )
+    run_id = json.loads((out / "ensemble.json").read_text())["mlflow_run_id"]
+    run = search["client"].get_run(run_id)
+    experiment = search["client"].get_experiment(run.info.experiment_id)
+    assert experiment.name == "scores-ensembles" and run.data.tags["avfusion.kind"] == "ensemble"
