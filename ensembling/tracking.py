@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
-DEFAULT_ARTIFACTS = "mlruns/artifacts"
 PROBE_TIMEOUT_S = 5.0
 
 
@@ -62,14 +61,16 @@ def _probe(uri: str) -> None:
 
 
 def experiment_id_for(client: MlflowClient, name: str) -> str:
-    """The id of experiment ``name``, created when missing (artifacts under ./mlruns/artifacts
-    on the embedded default, where the tracking server decides otherwise)."""
+    """The id of experiment ``name``, created when missing. As ``search`` does, a SQLite store
+    keeps artifacts in ``artifacts/`` beside its file (./mlruns/artifacts on the default); a
+    tracking server decides for itself."""
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
     artifact_location = None
-    if client.tracking_uri == DEFAULT_URI:
-        artifact_location = (Path(DEFAULT_ARTIFACTS) / name).resolve().as_uri()
+    if client.tracking_uri.startswith("sqlite:///"):
+        database = Path(client.tracking_uri.removeprefix("sqlite:///"))
+        artifact_location = (database.parent / "artifacts").resolve().as_uri()
     return client.create_experiment(name, artifact_location=artifact_location)
 
 
