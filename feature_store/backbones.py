@@ -15,6 +15,7 @@ every machine has offline.
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -115,14 +116,21 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: no such checkpoint file")
     try:
         loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):  # a class or function, not tensors
+            found = re.search(r"GLOBAL (\S+)", str(exc))
+            what = f" ({found.group(1)})" if found else ""
+            raise WeightsError(
+                f"{path}: holds pickled Python objects{what}, not plain weights; "
+                "save model.state_dict() with torch.save instead"
+            ) from None
         raise WeightsError(
-            f"{path}: holds pickled Python objects, not plain weights; "
-            "save model.state_dict() with torch.save instead"
+            f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({first_line})") from None
+        raise WeightsError(
+            f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})"
+        ) from None
     while isinstance(loaded, dict) and len(loaded) >= 1 and not _all_tensors(loaded):
         wrapped = [key for key in _WRAPPER_KEYS if isinstance(loaded.get(key), dict)]
         if not wrapped:
@@ -141,6 +149,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 state = {key[len(prefix) :]: value for key, value in state.items()}
                 stripped = True
     return state
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _all_tensors(mapping: dict) -> bool:

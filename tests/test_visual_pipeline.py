@@ -1,0 +1,325 @@
+"""The visual pipeline's parts on real video: decoding and sampling, dlib faces and the 30 % crop,
+backbones and their checkpoints, and the enhancements against a hand computation.
+
+The clips are made here with PyAV from scikit-image's astronaut photograph, moved and scaled
+across frames, with frames where the face is absent.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import skimage.filters
+import skimage.transform
+import torch
+from PIL import Image
+from torch import nn
+
+from feature_store import backbones as backbones_mod
+from feature_store.backbones import Backbone, WeightsError, make_backbone
+from feature_store.enhance import ENHANCEMENTS, ROTATIONS, SCALES, make_enhancement
+from feature_store.faces import Face, FaceCropper, crop_affine, extended_box, whole_frame
+from feature_store.recipe import BackboneSpec, FaceSpec
+from feature_store.video import VideoError, decode_frames, sample_indices, write_video
+
+FACE_PATCH = skimage.data.astronaut()[20:240, 120:330]  # the face with some margin, 220×210
+
+
+def face_frames(count: int, *, absent: tuple[int, ...] = (), size=(320, 240)) -> list[np.ndarray]:
+    """Grey frames with the astronaut's face moving right and down and changing scale."""
+    frames = []
+    for index in range(count):
+        canvas = np.full((size[1], size[0], 3), 90, np.uint8)
+        if index not in absent:
+            scale = 0.9 + 0.05 * (index % 3)
+            patch = np.asarray(
+                Image.fromarray(FACE_PATCH).resize(
+                    (int(FACE_PATCH.shape[1] * scale), int(FACE_PATCH.shape[0] * scale))
+                )
+            )
+            x, y = 10 + 12 * index, 4 + 2 * index
+            height, width = min(len(patch), size[1] - y), min(patch.shape[1], size[0] - x)
+            canvas[y : y + height, x : x + width] = patch[:height, :width]
+        frames.append(canvas)
+    return frames
+
+
+def make_face_video(path: Path, count: int = 4, absent: tuple[int, ...] = (2,)) -> Path:
+    write_video(path, face_frames(count, absent=absent))
+    return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return make_face_video(tmp_path_factory.mktemp("video") / "face.mp4", count=6, absent=(2,))
+
+
+@pytest.fixture(scope="module")
+def cropper() -> FaceCropper:
+    return FaceCropper(FaceSpec())
+
+
+# -- decoding and sampling ----------------------------------------------------------------------
+
+
+def test_sampling_rules():
+    times = [i / 25 for i in range(50)]  # 2 s at 25 fps
+    assert sample_indices(times) == list(range(50))
+    capped = sample_indices(times, max_fps=5)
+    assert len(capped) == 10 and capped[:3] == [0, 5, 10]
+    assert sample_indices(times, max_frames=5) == [0, 12, 24, 37, 49]
+    assert sample_indices(times, max_fps=5, max_frames=3) == [0, 20, 45]
+
+
+def test_decode_keeps_sampled_frames(video):
+    clip = decode_frames(video, max_frames=3)
+    assert clip.decoded == 6
+    assert len(clip.frames) == 3 and clip.frames[0].shape == (240, 320, 3)
+    assert clip.frames[0].dtype == np.uint8
+    assert clip.times == pytest.approx([0.0, 0.08, 0.2])  # linspace(0, 5, 3) rounds to 0, 2, 5
+
+
+def test_bad_videos(tmp_path, video):
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video" * 100)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    for path in (garbage, truncated):
+        with pytest.raises(VideoError, match="corrupt, truncated or not a video"):
+            decode_frames(path)
+
+
+# -- faces -------------------------------------------------------------------------------------
+
+
+def test_dlib_finds_the_moving_face(video, cropper):
+    clip = decode_frames(video)
+    faces = [cropper.detect(frame) for frame in clip.frames]
+    assert [face is None for face in faces] == [False, False, True, False, False, False]
+    for index, face in enumerate(faces):
+        if face is None:
+            continue
+        left, top, right, bottom = face.box
+        # The face sits about 60..150 px right and 20..130 px down of the patch's corner.
+        assert 40 < left - 12 * index < 100 and 0 < top - 2 * index < 80
+        assert 70 < right - left < 120 and 70 < bottom - top < 120
+        assert face.landmarks.shape == (5, 2)
+        assert abs(math.degrees(face.angle)) < 8
+
+
+def test_crop_follows_the_30_percent_rule():
+    """A box whose extended size equals the crop size makes the warp a pure shift: exact pixels."""
+    frame = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    face = Face(box=(100.0, 50.0, 260.0, 210.0), landmarks=None)  # 160 px; 160 * 1.3 = 208
+    assert extended_box(face.box, 0.3) == pytest.approx((180, 130, 208, 208))
+    crop = FaceCropper(FaceSpec(size=208, align=False)).crop(frame, face)
+    np.testing.assert_array_equal(crop, frame[26:234, 76:284])
+    # And in general: the crop's corners land on the corners of the extended box.
+    a, b, c, d, e, f = crop_affine(*extended_box((10, 20, 110, 140), 0.3), 0.0, 224)
+    assert (c, f) == pytest.approx((-5, 2))  # 100×120 grown to 130×156 about (60, 80)
+    assert (a * 224 + c, e * 224 + f) == pytest.approx((125, 158))
+
+
+def test_alignment_levels_a_tilted_face(cropper):
+    frame = face_frames(1)[0]
+    level = cropper.detect(frame)
+    tilted = cropper.detect(np.asarray(Image.fromarray(frame).rotate(12, center=(120, 110))))
+    # PIL turns the image counter-clockwise, so the right eye rises: the eye angle drops by 12°.
+    assert math.degrees(level.angle - tilted.angle) == pytest.approx(12, abs=3)
+    crop_level = cropper.crop(frame, level).astype(float)
+    crop_tilted = cropper.crop(
+        np.asarray(Image.fromarray(frame).rotate(12, center=(120, 110))), tilted
+    )
+    unaligned = FaceCropper(FaceSpec(align=False)).crop(
+        np.asarray(Image.fromarray(frame).rotate(12, center=(120, 110))), tilted
+    )
+    # Aligned crops of the level and the tilted face agree better than an unaligned one does.
+    assert np.abs(crop_tilted - crop_level).mean() < np.abs(unaligned - crop_level).mean()
+
+
+def test_no_face_passes_the_whole_frame(cropper):
+    frame = face_frames(1, absent=(0,))[0]
+    frame[10:20, 10:20] = 255
+    crop, face = cropper(frame)
+    assert face is None
+    assert crop.shape == (224, 224, 3)
+    np.testing.assert_array_equal(crop, whole_frame(frame, 224))
+    assert crop[8:14, 8:14].mean() > 200  # the white square, scaled 0.7 and 0.93
+
+
+# -- backbones and checkpoints ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, dim", [("ir50", 512), ("resnet18", 512), ("vggface", 4096)])
+def test_torch_backbone_dims_and_random_weights(name, dim):
+    backbone = make_backbone(BackboneSpec(name=name, allow_random_weights=True))
+    assert backbone.random_weights and backbone.dim == dim
+    assert backbone(torch.rand(1, 3, 224, 224)).shape == (1, dim)
+    with pytest.raises(
+        WeightsError, match="has no checkpoint; name one, or set allow_random_weights"
+    ):
+        make_backbone(BackboneSpec(name=name))
+
+
+@pytest.mark.parametrize("name", ["ir50", "resnet18"])
+def test_checkpoint_round_trip(tmp_path, name):
+    torch.manual_seed(0)
+    original = make_backbone(BackboneSpec(name=name, allow_random_weights=True))
+    for module in original.module.modules():  # non-trivial BatchNorm statistics
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    state = {f"module.{k}": v for k, v in original.module.state_dict().items()}
+    state.pop(
+        next(k for k in state if k.endswith("num_batches_tracked"))
+    )  # older checkpoints lack them
+    if name == "resnet18":
+        state["module.fc.weight"] = torch.zeros(7, 512)  # a classifier head is ignored
+    path = tmp_path / f"{name}.pth"
+    torch.save({"state_dict": state, "epoch": torch.tensor(3)}, path)
+    loaded = make_backbone(BackboneSpec(name=name, checkpoint=path))
+    assert not loaded.random_weights
+    x = torch.rand(2, 3, 224, 224)
+    torch.testing.assert_close(loaded(x), original(x))
+
+
+def test_vgg_face_dag_names_map_onto_vgg16():
+    dag_names = [
+        f"conv{b}_{p}" for b, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for p in range(1, n + 1)
+    ]
+    mapped = {
+        backbones_mod._vgg_face_dag_name(f"{layer}.weight") for layer in dag_names + ["fc6", "fc7"]
+    }
+    expected = {k for k in backbones_mod.VGG16().state_dict() if k.endswith("weight")}
+    assert mapped == expected
+    assert backbones_mod._vgg_face_dag_name("fc8.bias") == "classifier.6.bias"
+
+
+def test_bad_checkpoints(tmp_path):
+    pickled = tmp_path / "whole_model.pth"
+    torch.save(nn.Linear(2, 2), pickled)
+    with pytest.raises(
+        WeightsError,
+        match=r"holds pickled Python objects \(torch.nn.modules.linear.Linear\), not plain weights",
+    ):
+        make_backbone(BackboneSpec(name="resnet18", checkpoint=pickled))
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"\x00" * 64)
+    with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
+        make_backbone(BackboneSpec(name="resnet18", checkpoint=garbage))
+    wrong = tmp_path / "linear.pth"
+    torch.save({"layer.weight": torch.zeros(2, 2), "conv1.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(WeightsError) as info:
+        make_backbone(BackboneSpec(name="resnet18", checkpoint=wrong))
+    message = str(info.value)
+    assert "does not fit backbone 'resnet18'" in message
+    assert "missing keys (" in message and "bn1.weight" in message
+    assert "unexpected keys (1): layer.weight" in message
+    assert "wrong shapes (1): conv1.weight [1] vs [64, 3, 7, 7]" in message
+    with pytest.raises(WeightsError, match="no such checkpoint file"):
+        make_backbone(BackboneSpec(name="ir50", checkpoint=tmp_path / "absent.pth"))
+
+
+def test_dlib_resnet_describes_the_same_face_alike(video, cropper):
+    backbone = make_backbone(BackboneSpec(name="dlib-resnet"))
+    clip = decode_frames(video)
+    crops = [cropper(frame)[0] for frame in clip.frames]
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255
+    vectors = backbone(x).numpy()
+    assert vectors.shape == (6, 128)
+    same = np.linalg.norm(vectors[0] - vectors[3])
+    blank = np.linalg.norm(vectors[0] - vectors[2])  # frame 2 has no face
+    assert same < 0.45 < blank  # dlib's usual "same person" threshold is 0.6
+
+
+# -- enhancements ---------------------------------------------------------------------------------
+
+
+class PooledPixels(Backbone):
+    """A simple, exactly known backbone: the crop average-pooled to 4×4, flattened (48-d)."""
+
+    name, dim, pretrain = "pooled", 48, None
+
+    def __init__(self, weight: float = 1.0):
+        self.weight = weight
+
+    def __call__(self, crops):
+        return self.weight * torch.nn.functional.adaptive_avg_pool2d(crops, 4).flatten(1) ** 2
+
+
+def hand_copies(image: np.ndarray, rotations, scales) -> list[np.ndarray]:
+    """The documented copies made with scikit-image: turn counter-clockwise, magnify, mirror."""
+    copies = []
+    for degrees in rotations:
+        turned = skimage.transform.rotate(image, degrees, order=1, mode="constant", cval=0)
+        for scale in scales:
+            centre = np.array(image.shape[1::-1]) / 2 - 0.5
+            magnify = skimage.transform.SimilarityTransform(
+                scale=scale, translation=centre * (1 - scale)
+            )
+            zoomed = skimage.transform.warp(
+                turned, magnify.inverse, order=1, mode="constant", cval=0
+            )
+            copies += [zoomed, zoomed[:, ::-1]]
+    return copies
+
+
+@pytest.fixture(scope="module")
+def smooth_crops() -> torch.Tensor:
+    """Two blurred faces on a black border, so both implementations see black outside the crop."""
+    crops = []
+    for patch in (FACE_PATCH, FACE_PATCH[::-1]):
+        crop = np.zeros((64, 64, 3))
+        crop[12:52, 12:52] = skimage.transform.resize(patch, (40, 40))
+        crops.append(skimage.filters.gaussian(crop, sigma=1.5, channel_axis=-1))
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()
+
+
+@pytest.mark.parametrize(
+    "name, rotations, scales",
+    [
+        ("f-mean", ROTATIONS, SCALES),
+        ("f-meanstd", ROTATIONS, SCALES),
+        ("f-meanstd-2", (-15, 0, 15), (0.75, 1, 1.25)),
+    ],
+)
+def test_copy_enhancements_match_a_hand_computation(smooth_crops, name, rotations, scales):
+    backbone = PooledPixels()
+    result = make_enhancement(name)(smooth_crops, [backbone], batch_size=7).numpy()
+    for frame, crop in enumerate(smooth_crops.permute(0, 2, 3, 1).numpy()):
+        copies = hand_copies(crop, rotations, scales)
+        assert len(copies) == 18
+        features = backbone(torch.from_numpy(np.stack(copies)).permute(0, 3, 1, 2).float()).numpy()
+        expected = features.mean(axis=0)
+        if name != "f-mean":
+            expected = np.concatenate([expected, features.std(axis=0)])
+        np.testing.assert_allclose(result[frame], expected, atol=4e-3)
+
+
+def test_normfft_and_ar_mean(smooth_crops):
+    first, second = PooledPixels(), PooledPixels(weight=2.0)
+    basic = first(smooth_crops).double().numpy()
+    spectrum = np.fft.fft(basic, axis=1)
+    spectrum /= np.sqrt((np.abs(spectrum) ** 2).sum(axis=1, keepdims=True))
+    expected = np.concatenate([spectrum.real, spectrum.imag], axis=1)
+    np.testing.assert_allclose(
+        make_enhancement("f-normfft")(smooth_crops, [first], 8), expected, atol=1e-6
+    )
+    f_mean = make_enhancement("f-mean")
+    ar = make_enhancement("f-ar-mean")(smooth_crops, [first, second], 8)
+    torch.testing.assert_close(
+        ar, torch.cat([f_mean(smooth_crops, [first], 8), f_mean(smooth_crops, [second], 8)], 1)
+    )
+
+
+@pytest.mark.parametrize("name", sorted(ENHANCEMENTS))
+def test_every_enhancement_has_the_dim_it_promises(smooth_crops, name):
+    enhancement = make_enhancement(name)
+    pair = [PooledPixels(), PooledPixels(weight=0.5)][: enhancement.backbones]
+    out = enhancement(smooth_crops, pair, batch_size=16)
+    assert out.shape == (2, enhancement.out_dim([b.dim for b in pair]))
+    assert torch.isfinite(out).all()
