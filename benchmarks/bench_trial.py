@@ -75,7 +75,7 @@ def bare_loop_seconds(config: TrialConfig, data: feature_store.StorePair) -> flo
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    float(loss)  # wait for the device
+    float(loss.detach())  # wait for the device
     return time.perf_counter() - start
 
 
