@@ -244,8 +244,9 @@ def from_mlflow(
             try:
                 local = client.download_artifacts(run_id, SCORES_FILE, str(Path(tmp) / run_id))
             except (MlflowException, OSError) as exc:
+                status = run.data.tags.get("avfusion.status", "no status")
                 raise ScoresError(
-                    f"run {run_id}: no {SCORES_FILE} artifact ({_first_line(exc)})"
+                    f"run {run_id} ({status}): no {SCORES_FILE} artifact ({_first_line(exc)})"
                 ) from None
             loaded.append((candidate, load_scores(Path(local), f"run {run_id}")))
     return align(loaded, experiment_id=experiment_id, experiment_name=found.name, skipped=skipped)

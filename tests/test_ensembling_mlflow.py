@@ -127,7 +127,9 @@ def test_mlflow_errors_are_one_line(search):
         )
     with pytest.raises(TrackingError, match="filter 'params.x ==== 1'"):
         sources.from_mlflow(client, "tiny-search", filter_string="params.x ==== 1")
-    with pytest.raises(ScoresError, match=f"run {search['run_ids'][5]}: no scores.npz artifact"):
+    with pytest.raises(
+        ScoresError, match=rf"run {search['run_ids'][5]} \(finished\): no scores.npz artifact"
+    ):
         sources.from_mlflow(client, "tiny-search", top=10)
 
 
