@@ -200,17 +200,21 @@ def _listed(keys: list[str]) -> str:
     return f"({len(keys)}): {shown}" + (", ..." if len(keys) > _SHOWN_KEYS else "")
 
 
-def _weights_or_random(spec: BackboneSpec, module: nn.Module, **load_args: Any) -> bool:
-    """Load the checkpoint; True when the backbone runs with random weights (allowed explicitly)."""
-    if spec.checkpoint is not None:
-        load_weights(module, spec.checkpoint, backbone=spec.name, **load_args)
-        return False
-    if not spec.allow_random_weights:
+def _require_weights(spec: BackboneSpec) -> None:
+    """Checked before the network is built (building VGG-16 alone takes seconds)."""
+    if spec.checkpoint is None and not spec.allow_random_weights:
         raise WeightsError(
             f"backbone {spec.name!r} has no checkpoint; name one, or set allow_random_weights: true "
             "to run it untrained (store.json will say so)"
         )
-    return True
+
+
+def _weights_or_random(spec: BackboneSpec, module: nn.Module, **load_args: Any) -> bool:
+    """Load the checkpoint; True when the backbone runs with random weights (allowed explicitly)."""
+    if spec.checkpoint is None:
+        return True
+    load_weights(module, spec.checkpoint, backbone=spec.name, **load_args)
+    return False
 
 
 # -- IResNet-50 (ArcFace, insightface arcface_torch naming) ---------------------------------------
@@ -271,6 +275,7 @@ class IResNet(nn.Module):
 
 @register_backbone("ir50")
 def ir50(spec: BackboneSpec, device: torch.device) -> Backbone:
+    _require_weights(spec)
     module = IResNet((3, 4, 14, 3))
     random = _weights_or_random(spec, module)
     # arcface_torch normalises to [-1, 1]
@@ -328,6 +333,7 @@ class ResNet18(nn.Module):
 
 @register_backbone("resnet18")
 def resnet18(spec: BackboneSpec, device: torch.device) -> Backbone:
+    _require_weights(spec)
     module = ResNet18()
     random = _weights_or_random(spec, module, ignore_prefixes=("fc.",))
     return TorchBackbone(
@@ -408,6 +414,7 @@ def _vgg_face_dag_name(key: str) -> str:
 
 @register_backbone("vggface")
 def vggface(spec: BackboneSpec, device: torch.device) -> Backbone:
+    _require_weights(spec)
     module = VGG16()
     random = _weights_or_random(
         spec, module, ignore_prefixes=("classifier.6.",), rename=_vgg_face_dag_name
