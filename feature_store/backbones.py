@@ -140,7 +140,12 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(
             f"{path}: expected a state dict (parameter name -> tensor), got {type(loaded).__name__}"
         )
-    state = {str(key): value for key, value in loaded.items()}
+    return strip_prefixes({str(key): value for key, value in loaded.items()})
+
+
+def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove wrapper prefixes (``module.`` from DataParallel, ``_orig_mod.`` from compile, ...)
+    shared by every key, repeatedly."""
     stripped = True
     while stripped:
         stripped = False

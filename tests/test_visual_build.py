@@ -38,6 +38,10 @@ def write_recipe(path: Path, **changes) -> Path:
     return path
 
 
+def build_argv(manifest: Path, recipe: Path, out: Path) -> list[str]:
+    return ["build", "--manifest", str(manifest), "--recipe", str(recipe), "--out", str(out)]
+
+
 def write_manifest(path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -88,15 +92,7 @@ BAD = [
 def test_build_from_the_cli(tmp_path, media, capsys):
     manifest = write_manifest(media / "good.csv", GOOD)
     out = tmp_path / "stores" / "visual"
-    argv = [
-        "build",
-        "--manifest",
-        str(manifest),
-        "--recipe",
-        str(write_recipe(tmp_path / "r.yaml")),
-        "--out",
-        str(out),
-    ]
+    argv = build_argv(manifest, write_recipe(tmp_path / "r.yaml"), out)
     assert main(argv) == 0
     store = feature_store.open_store(out)
     store.validate_deep()
@@ -143,15 +139,7 @@ def test_a_bad_clip_stops_the_build_with_one_line(tmp_path, media, capsys, bad):
     rows = [("g1", str(media / "good.mp4"), "train", "Happy")] if keeps_finished else []
     manifest = write_manifest(tmp_path / "m.csv", [*rows, (bad[0], str(media / bad[1]), *bad[2:4])])
     out = tmp_path / "store"
-    argv = [
-        "build",
-        "--manifest",
-        str(manifest),
-        "--recipe",
-        str(write_recipe(tmp_path / "r.yaml")),
-        "--out",
-        str(out),
-    ]
+    argv = build_argv(manifest, write_recipe(tmp_path / "r.yaml"), out)
     assert main(argv) == 2
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]  # the lines before are the progress bar
@@ -243,15 +231,7 @@ def test_weights_that_do_not_fit_stop_with_one_line(tmp_path, media, capsys):
     recipe = write_recipe(
         tmp_path / "r.yaml", backbones=[{"name": "ir50", "checkpoint": str(pickled)}]
     )
-    argv = [
-        "build",
-        "--manifest",
-        str(manifest),
-        "--recipe",
-        str(recipe),
-        "--out",
-        str(tmp_path / "s"),
-    ]
+    argv = build_argv(manifest, recipe, tmp_path / "s")
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model.pth: holds pickled Python objects" in err[0]  # before any bar
