@@ -12,6 +12,7 @@ log magnitude, the 200 lowest-frequency bins) and ``logmel_deltas`` the second a
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import av
 import librosa
 import numpy as np
+import scipy.sparse
 
 from feature_store.errors import StoreError
 
@@ -81,23 +83,35 @@ def _pad_to_window(samples: np.ndarray, window: int) -> np.ndarray:
     return samples
 
 
+def _stft(samples: np.ndarray, sample_rate: int, *, min_samples: int = 0) -> np.ndarray:
+    """Complex STFT ``[window // 2 + 1, frames]``: Hamming window of 40 ms, shift 10 ms, FFT length
+    = window length (640 at 16 kHz: 25 Hz per bin), frames not centred, so there are
+    ``1 + (n - window) // shift`` of them; a shorter clip is zero-padded to one window (or to
+    ``min_samples``)."""
+    window, hop = window_and_hop(sample_rate)
+    samples = _pad_to_window(samples, max(window, min_samples))
+    return librosa.stft(
+        samples, n_fft=window, hop_length=hop, win_length=window, window="hamming", center=False
+    )
+
+
 def speech_spectrogram(
     samples: np.ndarray, sample_rate: int = SAMPLE_RATE, *, bins: int = SPEECH_BINS
 ) -> np.ndarray:
-    """Log-magnitude STFT ``[bins, frames]`` (float32): Hamming 40 ms, shift 10 ms, lowest bins.
-
-    The FFT length is the window length (640 at 16 kHz: 25 Hz per bin, so 200 bins reach 5 kHz,
-    the band that carries speech). Frames are not centred: ``1 + (n - window) // shift`` of them.
-    """
-    window, hop = window_and_hop(sample_rate)
+    """Log-magnitude STFT ``[bins, frames]`` (float32): Hamming 40 ms, shift 10 ms, lowest bins
+    (200 bins of 25 Hz reach 5 kHz at 16 kHz, the band that carries speech)."""
+    window, _ = window_and_hop(sample_rate)
     if bins > window // 2 + 1:
         raise StoreError(f"speech spectrogram: {bins} bins exceed the {window // 2 + 1} FFT bins")
-    samples = _pad_to_window(samples, window)
-    stft = librosa.stft(
-        samples, n_fft=window, hop_length=hop, win_length=window, window="hamming", center=False
-    )
-    # Cut before the log: the discarded upper bins never cost a log.
-    return np.log(np.abs(stft[:bins]) + LOG_FLOOR).astype(np.float32)
+    # Cut before abs and log: the discarded upper bins never cost either.
+    return np.log(np.abs(_stft(samples, sample_rate)[:bins]) + LOG_FLOOR).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> scipy.sparse.csr_matrix:
+    # Each Mel filter spans a few FFT bins: as a sparse matrix the product costs a fifth of the
+    # STFT instead of more than the STFT itself.
+    return scipy.sparse.csr_matrix(librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels))
 
 
 def logmel_deltas(
@@ -109,24 +123,14 @@ def logmel_deltas(
 ) -> np.ndarray:
     """Log-Mel spectrogram with its deltas and delta-deltas: ``[3, n_mels, frames]`` float32.
 
-    Same framing as ``speech_spectrogram`` (Hamming 40 ms, shift 10 ms); deltas are librosa's
-    (Savitzky-Golay derivative over ``delta_width`` frames, edges interpolated). A clip with fewer
-    frames than ``delta_width`` is zero-padded to that many frames first.
+    Same framing as ``speech_spectrogram``; the Mel power spectrogram equals librosa's
+    ``melspectrogram`` with that framing. Deltas are librosa's (Savitzky-Golay derivative over
+    ``delta_width`` frames, edges interpolated); a clip with fewer frames than ``delta_width`` is
+    zero-padded to that many first.
     """
     window, hop = window_and_hop(sample_rate)
-    samples = _pad_to_window(samples, window + (delta_width - 1) * hop)
-    mel = librosa.feature.melspectrogram(
-        y=samples,
-        sr=sample_rate,
-        n_fft=window,
-        hop_length=hop,
-        win_length=window,
-        window="hamming",
-        center=False,
-        n_mels=n_mels,
-        power=2.0,
-    )
-    log_mel = np.log(mel + LOG_FLOOR)
+    power = np.abs(_stft(samples, sample_rate, min_samples=window + (delta_width - 1) * hop)) ** 2
+    log_mel = np.log(_mel_filters(sample_rate, window, n_mels) @ power + LOG_FLOOR)
     delta = librosa.feature.delta(log_mel, width=delta_width, order=1)
     delta2 = librosa.feature.delta(log_mel, width=delta_width, order=2)
     return np.stack([log_mel, delta, delta2]).astype(np.float32)

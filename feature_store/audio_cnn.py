@@ -80,7 +80,7 @@ def segment(image: np.ndarray, frames: int, hop: int) -> np.ndarray:
     padded[:, :, :total] = image
     # (C, H, S, frames) view, then segments first.
     windows = np.lib.stride_tricks.sliding_window_view(padded, frames, axis=2)[:, :, ::hop]
-    return np.ascontiguousarray(windows.transpose(2, 0, 1, 3))
+    return windows.transpose(2, 0, 1, 3).copy()  # a writable array of its own
 
 
 # -- the model --------------------------------------------------------------------------------
