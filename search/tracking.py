@@ -195,11 +195,10 @@ class TrialRecorder:
         )
         self._last = values
 
-    def finish(self, result: Any, classes: list[str]) -> None:
-        """Final metrics, scores.npz, confusion and attention plots, status ``finished``."""
+    def finish(self, result: Any) -> None:
+        """Final metrics, ``scores.npz`` and ``attention.json``, status ``finished``. The PNG plots
+        are drawn from these two files off the trial's critical path (``search.plots``)."""
         Metric, _, RunTag = _entities()
-        from trainables import plots
-
         now = int(time.time() * 1000)
         final = {
             k: float(v)
@@ -208,16 +207,7 @@ class TrialRecorder:
         }
         with tempfile.TemporaryDirectory() as folder:
             result.save_scores(Path(folder, "scores.npz"))
-            scores = result.scores
-            plots.plot_confusion(
-                scores["labels_val"],
-                scores["val"],
-                classes,
-                Path(folder, "confusion_val.png"),
-                title=f"val accuracy {result.metrics.get('val_acc', float('nan')):.3f}",
-            )
-            if result.attention:
-                plots.plot_attention(result.attention, Path(folder, "attention.png"))
+            Path(folder, "attention.json").write_text(json.dumps(result.attention, default=_plain))
             self.client.log_artifacts(self.run_id, folder)
         self.client.log_batch(
             self.run_id,
@@ -240,6 +230,11 @@ class TrialRecorder:
             self.client.set_terminated(self.run_id, "FAILED")
         except Exception:  # noqa: BLE001 - the trial's own error is what must surface
             traceback.print_exc()
+
+
+def _plain(value: Any) -> Any:
+    """numpy arrays and scalars as JSON lists and numbers."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def _is_number(value: Any) -> bool:

@@ -77,7 +77,7 @@ def run_trial(
 
     try:
         result = train_trial(trial_config, StorePair(visual, audio), report=report)
-        recorder.finish(result, visual.classes)
+        recorder.finish(result)
     except Exception as exc:
         recorder.fail(exc)
         raise

@@ -25,7 +25,7 @@ import yaml
 
 import feature_store
 from feature_store.store import Store
-from search import tracking
+from search import plots, tracking
 from search.config import SearchConfig, config_from_dict
 from search.errors import ClusterError, SearchError
 from search.space import SpaceSampler, trial_defaults
@@ -168,16 +168,30 @@ def make_searcher(config: SearchConfig):
 
 
 # -- callbacks ------------------------------------------------------------------------------------
-def _callbacks(config: SearchConfig, uri: str):
+def _callbacks(config: SearchConfig, uri: str, classes: list[str]):
     from ray.tune import Callback
 
     class RunStatusCallback(Callback):
-        """Marks the MLflow runs of trials Tune stopped (their threads never get to)."""
+        """Marks the MLflow runs of trials Tune stopped (their threads never get to) and queues
+        the plots of finished ones."""
+
+        def __init__(self) -> None:
+            self.plotter = None
+
+        def __getstate__(self):  # an actor handle is no experiment state
+            return {**self.__dict__, "plotter": None}
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             result = trial.last_result or {}
-            if result.get("finished") != 1 and result.get("mlflow_run_id"):
-                tracking.mark_stopped(uri, result["mlflow_run_id"], int(result.get("epoch", 0)))
+            run_id = result.get("mlflow_run_id")
+            if not run_id:
+                return
+            if result.get("finished") == 1:
+                if self.plotter is None:
+                    self.plotter = plots.plotter(config.name, uri, classes)
+                self.plotter.plot.remote(run_id)
+            else:
+                tracking.mark_stopped(uri, run_id, int(result.get("epoch", 0)))
 
         def on_trial_error(self, iteration, trials, trial, **info):
             run_id = (trial.last_result or {}).get("mlflow_run_id")
@@ -365,12 +379,12 @@ def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOu
             name=config.name,
             storage_path=_storage(config.storage_path),
             failure_config=tune.FailureConfig(max_failures=config.budget.max_failures),
-            callbacks=_callbacks(config, uri),
+            callbacks=_callbacks(config, uri, _classes(stores)),
             verbose=0,
         ),
     )
     _fit(tuner)
-    return _finish(config, uri, experiment_id, parent_run_id, searcher)
+    return _finish(config, uri, experiment_id, parent_run_id, searcher, _classes(stores))
 
 
 def _fit(tuner) -> None:
@@ -408,13 +422,24 @@ def resume_search(
     _fit(tuner)
     # Tune rebuilt the searcher from its checkpoint; the study for the plots lives there.
     searcher = tuner._local_tuner._tune_config.search_alg
-    return _finish(config, uri, experiment_id, parent_run_id, searcher)
+    return _finish(config, uri, experiment_id, parent_run_id, searcher, _classes(stores))
+
+
+def _classes(stores) -> list[str]:
+    return next(iter(stores["visual"].values())).classes
 
 
 def _finish(
-    config: SearchConfig, uri: str, experiment_id: str, parent_run_id: str, searcher
+    config: SearchConfig,
+    uri: str,
+    experiment_id: str,
+    parent_run_id: str,
+    searcher,
+    classes: list[str],
 ) -> SearchOutcome:
     table = tracking.leaderboard(uri, experiment_id, parent_run_id)
+    finished = table.loc[table["status"] == tracking.FINISHED, "run_id"].tolist()
+    plots.ensure_plots(config.name, uri, classes, finished)
     study = getattr(getattr(searcher, "searcher", searcher), "_ot_study", None)
     tracking.finish_parent_run(uri, parent_run_id, table, study)
     oracle = oracle_table(

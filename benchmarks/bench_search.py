@@ -1,0 +1,177 @@
+"""Search overhead per trial: our search against a bare sequential loop of the same configurations,
+and against stock Ray Tune + OptunaSearch + MLflowLoggerCallback.
+
+    .venv/bin/python benchmarks/bench_search.py [--trials 16] [--epochs 2]
+
+All three run the same trivial trials (tiny stores, a couple of epochs) one at a time, so what
+remains after subtracting the bare loop's time is what the machinery costs per trial:
+
+- bare loop: ``train_trial`` on each configuration in one process, nothing else;
+- ours: ``search.tune_runner.run_search`` (OptunaSearch + ASHA + an MLflow run per trial with its
+  artifacts and plots, reused actors), ``max_concurrent=1``; startup (Ray, stores, experiment) is
+  shown separately from the per-trial figure;
+- stock: a Tuner with OptunaSearch enqueuing the same configurations, ``MLflowLoggerCallback`` and
+  Tune's defaults (a fresh actor per trial, Tune's own loggers), the trial function calling the
+  same ``train_trial``.
+
+Overhead per trial = (wall time of the trials - bare loop time) / trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument(
+        "--skip-stock", action="store_true", help="leave out the stock Tune baseline"
+    )
+    args = parser.parse_args()
+
+    import ray
+    from test_search_support import DEMO_CONFIG, write_tiny_stores
+
+    import feature_store
+    from search import tracking
+    from search.config import load_search_config
+    from search.tune_runner import run_search
+    from trainables import train_trial
+
+    work = Path(tempfile.mkdtemp(prefix="bench_search_"))
+    root = write_tiny_stores(work / "stores")
+    config = load_search_config(
+        DEMO_CONFIG,
+        [
+            f"name=bench{os.getpid()}",
+            f"stores.root={root}",
+            "stores.visual_feature=[basic]",
+            "stores.audio_feature=[spectrogram]",
+            f"tracking.uri=sqlite:///{work}/mlruns/mlflow.db",
+            f"storage_path={work}/ray_results",
+            f"budget.num_trials={args.trials}",
+            f"budget.epochs={args.epochs}",
+            f"budget.grace_period={args.epochs}",  # no ASHA stops: every trial runs the same epochs
+            "budget.max_concurrent=1",
+            "budget.time_limit_s=null",
+            "trial.device=cpu",
+        ],
+    )
+
+    # -- ours ---------------------------------------------------------------------------------
+    started = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    init_s = time.perf_counter() - started
+    fit_started = time.perf_counter()
+    outcome = run_search(config)
+    ours_s = time.perf_counter() - fit_started
+    runs = tracking.trial_runs(outcome.tracking_uri, outcome.experiment_id, outcome.parent_run_id)
+    trial_configs = []
+    for run in runs:
+        params = run.data.params
+        keep = set(config.space) | {"visual_feature", "audio_feature"}
+        trial_configs.append({k: _typed(params[k]) for k in keep if k in params})
+    statuses = {r.data.tags.get(tracking.STATUS) for r in runs}
+
+    # -- bare loop ------------------------------------------------------------------------------
+    data = feature_store.pair(root / "visual" / "basic", root / "audio" / "spectrogram").load()
+    fixed = {**config.trial, "epochs": args.epochs, "seed": config.seed}
+
+    def trial_config(sampled):
+        return {**fixed, **{k: v for k, v in sampled.items() if not k.endswith("_feature")}}
+
+    train_trial(
+        trial_config(trial_configs[0]), data
+    )  # imports and first-call costs, as Ray's warm actor
+    started = time.perf_counter()
+    for sampled in trial_configs:
+        train_trial(trial_config(sampled), data)
+    bare_s = time.perf_counter() - started
+
+    stock_s = None
+    if not args.skip_stock:
+        stock_s = _stock(trial_configs, trial_config, data, work)
+    ray.shutdown()
+
+    n = len(trial_configs)
+    ours_overhead = (ours_s - bare_s) / n
+    print(
+        f"trials: {n} x {args.epochs} epochs on tiny stores, one at a time; statuses {sorted(statuses)}"
+    )
+    print(f"bare loop (baseline)         {bare_s:7.2f} s  = {bare_s / n:6.3f} s/trial")
+    print(f"ours: ray.init               {init_s:7.2f} s  (once per search)")
+    print(
+        f"ours: search (fit + MLflow)  {ours_s:7.2f} s  overhead {ours_overhead:6.3f} s/trial  (target <= 0.5)"
+    )
+    if stock_s is not None:
+        stock_overhead = (stock_s - bare_s) / n
+        print(
+            f"stock Tune+Optuna+MLflowLoggerCallback {stock_s:7.2f} s  overhead {stock_overhead:6.3f} s/trial"
+        )
+        print(f"overhead ratio ours/stock: {ours_overhead / stock_overhead:.3f}")
+    return 0
+
+
+def _typed(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _stock(trial_configs, trial_config, data, work: Path) -> float:
+    """Stock Tune: OptunaSearch replaying the same configurations, MLflowLoggerCallback, defaults."""
+    from optuna.distributions import CategoricalDistribution
+    from ray import tune
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+    from ray.tune.search.optuna import OptunaSearch
+
+    from trainables import train_trial
+
+    # One categorical parameter holding the configuration's index replays exactly these trials.
+    space = {"index": CategoricalDistribution(list(range(len(trial_configs))))}
+    points = [{"index": i} for i in range(len(trial_configs))]
+
+    def trainable(config, data=None):
+        sampled = trial_configs[config["index"]]
+        train_trial(trial_config(sampled), data, report=lambda m: tune.report(m))
+
+    tuner = tune.Tuner(
+        tune.with_parameters(trainable, data=data),
+        tune_config=tune.TuneConfig(
+            search_alg=OptunaSearch(
+                space=space, metric="val_acc", mode="max", points_to_evaluate=points, seed=0
+            ),
+            num_samples=len(trial_configs),
+            max_concurrent_trials=1,
+        ),
+        run_config=tune.RunConfig(
+            name="stock",
+            storage_path=str(work / "stock_results"),
+            verbose=0,
+            callbacks=[
+                MLflowLoggerCallback(
+                    tracking_uri=f"sqlite:///{work}/stock_mlruns/mlflow.db",
+                    experiment_name="stock",
+                )
+            ],
+        ),
+    )
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "0"
+    started = time.perf_counter()
+    tuner.fit()
+    return time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Each finished trial's PNGs (``confusion_val.png``, ``attention.png``), drawn off its critical path.
+
+Drawing the two matplotlib figures costs a trivial trial more than its training (1-2 s on two
+busy cores), so the trial uploads only ``scores.npz`` and ``attention.json`` and a Ray actor
+(``num_cpus=0``, one per search, named so a resumed driver finds or replaces it) downloads those
+through the tracking server, draws, and uploads the PNGs to the same run while the next trials
+train. The driver waits for the actor's queue before it closes the search, and ``ensure_plots``
+draws whatever a crashed driver left out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+from search import tracking
+
+PLOTS = ("confusion_val.png", "attention.png")
+logger = logging.getLogger(__name__)
+
+
+def draw_plots(uri: str, run_id: str, classes: list[str]) -> None:
+    """Download the trial's scores and attention weights, upload its two PNGs."""
+    import numpy as np
+
+    from trainables import plots
+
+    client = tracking.client(uri)
+    with tempfile.TemporaryDirectory() as folder:
+        scores = np.load(
+            client.download_artifacts(run_id, "scores.npz", folder), allow_pickle=False
+        )
+        attention = json.loads(
+            Path(client.download_artifacts(run_id, "attention.json", folder)).read_text()
+        )
+        out = Path(folder, "png")
+        out.mkdir()
+        plots.plot_confusion(
+            scores["labels_val"], scores["val"], classes, out / PLOTS[0], title="val"
+        )
+        plots.plot_attention(attention, out / PLOTS[1])
+        client.log_artifacts(run_id, str(out))
+
+
+class Plotter:
+    """The actor body: plots in submission order; ``drain`` returns once all before it are done."""
+
+    def __init__(self, uri: str, classes: list[str]) -> None:
+        self.uri, self.classes = uri, classes
+
+    def plot(self, run_id: str) -> bool:
+        try:
+            draw_plots(self.uri, run_id, self.classes)
+            return True
+        except Exception:  # noqa: BLE001 - a missing plot must not stop the search
+            logger.exception("plots of run %s failed", run_id)
+            return False
+
+    def drain(self) -> bool:
+        return True
+
+
+def plotter(search: str, uri: str, classes: list[str]):
+    """The search's plotter actor, created on first use (also after a driver restart)."""
+    import ray
+
+    return (
+        ray.remote(Plotter)
+        .options(name=f"avfusion-plotter-{search}", get_if_exists=True, num_cpus=0, lifetime=None)
+        .remote(uri, classes)
+    )
+
+
+def ensure_plots(
+    search: str, uri: str, classes: list[str], run_ids: list[str], timeout: float = 600
+) -> None:
+    """Wait for queued plots, then draw any finished run's that are still missing."""
+    import ray
+
+    actor = plotter(search, uri, classes)
+    ray.get(actor.drain.remote(), timeout=timeout)
+    client = tracking.client(uri)
+    missing = [r for r in run_ids if not set(PLOTS) <= {a.path for a in client.list_artifacts(r)}]
+    if missing:
+        ray.get([actor.plot.remote(r) for r in missing], timeout=timeout)
+    ray.kill(actor)
