@@ -438,6 +438,8 @@ def _start_mlflow(experiment: str):
     local = uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    if uri.startswith(("http://", "https://")):
+        _probe(uri)
     mlflow.set_tracking_uri(uri)
     try:
         found = mlflow.get_experiment_by_name(experiment)
@@ -449,6 +451,19 @@ def _start_mlflow(experiment: str):
     except Exception as exc:  # mlflow raises MlflowException, requests errors, SQL errors ...
         reason = " ".join(str(exc).split())[:200]
         raise StoreError(f"MLflow tracking at {uri}: {reason}") from None
+
+
+def _probe(uri: str) -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when the server does not answer."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
+            pass
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise StoreError(f"MLflow tracking server {uri} does not answer ({reason})") from None
 
 
 def _plot_curves(history: list[dict[str, float]], path: Path) -> None:
@@ -499,6 +514,7 @@ def train_audio(
     train_clips, val_clips = clips[clips["split"] == "train"], clips[clips["split"] == "val"]
     if train_clips.empty or val_clips.empty:
         raise StoreError(f"{manifest}: train-audio needs train and val clips (labels)")
+    mlflow, experiment_id = _start_mlflow(spec.experiment)  # a dead server stops us before work
     train, train_silent = load_segments(train_clips, recipe, workers=workers, desc="train clips")
     val, val_silent = load_segments(val_clips, recipe, workers=workers, desc="val clips")
     if train is None or val is None:
@@ -510,7 +526,6 @@ def train_audio(
     model = AlexNet(train.segments.shape[1], fc_dim=recipe.fc_dim).to(device)
     if spec.init_weights is not None:
         load_weights(model, spec.init_weights, head=False)
-    mlflow, experiment_id = _start_mlflow(spec.experiment)
     best: dict[str, Any] = {"best_val_acc": -1.0, "best_epoch": 0}
     history: list[dict[str, float]] = []
     started = time.perf_counter()
