@@ -1,0 +1,203 @@
+"""search: every shipped config loads, bad input gets one line, the sampler honours its
+conditionals, Optuna hears about pruned trials, and the smoke search runs end to end on a local
+Ray (2 CPUs) with every trial in MLflow, a failing trial recorded as failed, and status/resume."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_search_support import DEMO_CONFIG, REPO, run_cli, search_args, write_tiny_stores
+
+from search.config import load_search_config
+from search.errors import SearchConfigError
+
+CONFIGS = sorted((REPO / "conf" / "search").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_shipped_config_loads_and_samples_with_its_conditionals(path: Path):
+    import optuna
+
+    from search.space import SpaceSampler, trial_defaults
+    from trainables import TrialConfig
+
+    config = load_search_config(path, check_stores=False)
+    sampler = SpaceSampler(config, trial_defaults())
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(40):
+        trial = study.ask()
+        sampler(trial)
+        params = dict(trial.params)
+        fbp = params.get("fusion", config.trial.get("fusion")) == "fbp"
+        assert fbp == any(k in params for k in ("fbp_factor", "fbp_out", "fbp_dropout")), params
+        transformer = "transformer" in (
+            params.get("visual_attention"),
+            params.get("audio_attention"),
+        )
+        assert transformer == ("transformer_hidden" in params), params
+        assert ("momentum" in params) <= (params.get("optimizer") == "sgd")
+        assert params["visual_feature"] in config.stores.visual_feature
+        features = {k: params.pop(k) for k in ("visual_feature", "audio_feature")}
+        assert features
+        TrialConfig.model_validate({**config.trial, **params, "epochs": 1})
+        study.tell(trial, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("budget.bogus=1", "budget.bogus: unknown key"),
+        ("space.lr={low: 0, high: 1, log: true}", "space.lr: a log range needs low > 0"),
+        ("space.fusion=[fbp, nope]", "unknown fusion 'nope'"),
+        ("space.fbp_out={low: 0, high: 8}", "space.fbp_out: trial field fbp_out=0"),
+        ("space.epochs=[1, 2]", "space.epochs: set by the search (budget.epochs)"),
+        ("budget.grace_period=99", "grace_period (99) exceeds epochs"),
+        ("resources.gpu=1.5", "gpu above 1 must be a whole number"),
+        ("stores.visual_feature=[nowhere]", "no visual store 'nowhere'"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path: Path, override: str, expected: str):
+    root = write_tiny_stores(tmp_path / "stores")
+    with pytest.raises(SearchConfigError) as error:
+        load_search_config(
+            DEMO_CONFIG,
+            [
+                f"stores.root={root}",
+                "stores.visual_feature=[basic]",
+                "stores.audio_feature=[spectrogram]",
+                override,
+            ],
+        )
+    message = str(error.value)
+    assert expected in message and "\n" not in message and str(DEMO_CONFIG) in message
+
+
+def test_cli_bad_input_is_one_line_before_any_trial(tmp_path: Path):
+    """Stores that do not pair, and a tracking server that does not answer: exit 2, one line."""
+    root = write_tiny_stores(tmp_path / "stores")
+    write_tiny_stores(tmp_path / "other", visual=(), audio=("logmel",), clips=60)
+    (root / "audio" / "logmel").symlink_to(tmp_path / "other" / "audio" / "logmel")
+    result = run_cli(
+        "search", [*search_args(root, tmp_path), "--set", "stores.audio_feature=[logmel]"], tmp_path
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "clip 'c060'" in lines[0], lines
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run_cli(
+        "search",
+        search_args(root, tmp_path),
+        tmp_path,
+        env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        line for line in result.stderr.strip().splitlines() if "does not answer" in line
+    ], result.stderr
+    assert not (tmp_path / "ray_results").exists()
+
+
+def test_pruned_trials_reach_optuna_as_pruned():
+    import optuna
+
+    from search.tune_runner import make_searcher
+
+    config = load_search_config(DEMO_CONFIG, ["budget.num_trials=3"], check_stores=False)
+    searcher = make_searcher(config).searcher
+    for trial_id, finished in (("a", 1), ("b", 0)):
+        searcher.suggest(trial_id)
+        result = {"val_acc": 0.4, "training_iteration": 1, "finished": finished}
+        searcher.on_trial_result(trial_id, result)
+        searcher.on_trial_complete(trial_id, result)
+    states = [t.state for t in searcher._ot_study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The smoke search on 2 local CPUs; ``device`` joins the space so some trials raise."""
+    work = tmp_path_factory.mktemp("smoke")
+    root = write_tiny_stores(work / "stores")
+    result = run_cli(
+        "search",
+        [
+            *search_args(root, work),
+            "--num-cpus",
+            "2",
+            "--set",
+            "seed=1",
+            "--set",
+            "space.device=[cpu, cuda]",
+        ],
+        work,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return work, result
+
+
+@pytest.mark.slow
+def test_smoke_search_records_every_trial_in_mlflow(smoke):
+    from mlflow.tracking import MlflowClient
+
+    work, result = smoke
+    assert "leaderboard" in result.stdout and "trial " in result.stdout
+    client = MlflowClient(f"sqlite:///{work}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("demo")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("avfusion.kind") == "search"]
+    trials = [r for r in runs if r.data.tags.get("avfusion.kind") == "trial"]
+    assert len(parents) == 1 and len(trials) >= 4
+    parent = parents[0]
+    by_status = {}
+    for run in trials:
+        tags = run.data.tags
+        by_status.setdefault(tags["avfusion.status"], []).append(run)
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert tags["avfusion.node_id"] and tags["avfusion.git_commit"]
+        assert run.data.params["visual_feature"] == "basic"
+        assert run.data.params["visual_store_checksum"] == tags["avfusion.visual_checksum"]
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert "config.yaml" in artifacts
+        if tags["avfusion.status"] == "finished":
+            assert run.info.status == "FINISHED"
+            assert {"scores.npz", "confusion_val.png", "attention.png"} <= artifacts
+            history = client.get_metric_history(run.info.run_id, "val_acc")
+            assert [m.step for m in history] == [1, 2]
+            scores = np.load(
+                client.download_artifacts(run.info.run_id, "scores.npz", str(work)),
+                allow_pickle=False,
+            )
+            assert scores["val"].shape == (20, 7) and scores["test"].shape[0] == 10
+        elif tags["avfusion.status"] == "failed":
+            assert run.info.status == "FAILED" and "cuda" in tags["avfusion.error"]
+            assert "error.txt" in artifacts
+        else:
+            assert tags["avfusion.status"] == "stopped_early" and run.info.status == "KILLED"
+            assert int(tags["avfusion.epochs_done"]) < 2
+    assert by_status.get("finished") and by_status.get("failed"), {
+        k: len(v) for k, v in by_status.items()
+    }
+    parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"search.yaml", "leaderboard.csv", "best_trial.json"} <= parent_artifacts
+    assert parent.data.tags["avfusion.best_run_id"] in {
+        r.info.run_id for r in by_status["finished"]
+    }
+
+
+@pytest.mark.slow
+def test_status_prints_the_leaderboard_and_run_refuses_an_existing_name(smoke):
+    work, _ = smoke
+    status = run_cli(
+        "search", ["status", "demo", "--tracking-uri", f"sqlite:///{work}/mlruns/mlflow.db"], work
+    )
+    assert status.returncode == 0, status.stderr
+    assert "finished" in status.stdout and "failed" in status.stdout
+    again = run_cli("search", search_args(work / "stores", work), work)
+    assert again.returncode == 2 and "search resume demo" in again.stderr
