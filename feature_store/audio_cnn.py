@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from feature_store.backbones import WeightsError, strip_prefixes
 from feature_store.errors import StoreError
 from feature_store.store import CLASSES
 
@@ -42,14 +43,8 @@ if TYPE_CHECKING:
 
 FEATURE_DIM = 256  # channels of AlexNet's last pooling map
 CHECKPOINT_FORMAT = "avfusion-audio-cnn"
-# Prefixes that wrappers (DataParallel, Lightning, timm exports) put before the layer names.
-_PREFIXES = ("module.", "model.", "net.", "alexnet.")
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_ARTIFACTS = "mlruns/artifacts"
-
-
-class WeightsError(StoreError):
-    """A weights or checkpoint file is missing, not a state dict, or does not fit the model."""
 
 
 # -- input: standardise, segment --------------------------------------------------------------
@@ -162,7 +157,8 @@ def _summary(keys: Iterable[str], limit: int = 4) -> str:
 
 def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(state_dict, extra)`` from a weights file: a bare state dict, or a dict holding one under
-    ``state_dict``/``model`` (``extra`` = the other entries); wrapper prefixes are stripped.
+    ``state_dict``/``model`` (``extra`` = the other entries); wrapper prefixes (``module.``, ...)
+    are stripped as for the visual backbones, and errors are the same ``WeightsError``.
 
     Only ``torch.load(weights_only=True)`` is used: a file of pickled objects is refused.
     """
@@ -197,18 +193,7 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
         raise WeightsError(
             f"{path}: expected a state dict, but {_summary(map(str, bad))} hold no tensor"
         )
-    return _strip_prefixes(state), extra
-
-
-def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    changed = True
-    while changed:
-        changed = False
-        for prefix in _PREFIXES:
-            if all(key.startswith(prefix) for key in state):
-                state = {key[len(prefix) :]: value for key, value in state.items()}
-                changed = True
-    return state
+    return strip_prefixes(state), extra
 
 
 def load_weights(
