@@ -7,23 +7,28 @@ writes ``data/demo/visual/<variant>/`` (basic, f-mean, f-meanstd, f-normfft, f-a
 
 The generative model (every clip draws its latents once; every variant observes them):
 
-1. class ``y`` from AFEW's class proportions, a sign ``s`` = ±1 (fair coin), a number of face
-   frames (a few clips have none) and of audio vectors;
-2. each frame is *informative* with probability ``frame_rate``, else pure noise: class evidence
-   sits in only some frames, so attention can beat mean pooling;
-3. an informative frame's mean is ``fixed_y + s · flip_y + marker``: the meaning of part of the
-   visual evidence flips with ``s``, and ``s`` is carried by every audio vector, so that part is
-   only usable by multiplying audio and visual (FBP), not by concatenating them;
-4. an audio vector's mean is ``s · κ · u`` plus, when it is informative, ``λ · η_y + marker``;
+1. the label ``y`` from AFEW's class proportions; the *evidence class* the clip actually shows,
+   equal to ``y`` with probability ``label_agreement`` and otherwise any other class (AFEW's
+   labels are ambiguous too: this caps every accuracy); a sign ``s`` = ±1 (fair coin); a number
+   of face frames (a few clips have none) and of audio vectors;
+2. a frame is *informative* with probability ``frame_rate``: its mean is
+   ``fixed_e + s · flip_e`` plus a salience marker. Otherwise it is a *distractor* showing a random
+   class's fixed pattern without the marker: mean pooling mixes them in, attention can skip them;
+3. the meaning of the ``flip`` part of the visual evidence flips with ``s``, and ``s`` is carried
+   by every audio vector (``s · κ · u``), so that part is only usable by multiplying audio and
+   visual (FBP), not by concatenating them;
+4. an informative audio vector adds ``η_e`` and a marker to the sign carrier;
 5. a *view* observes the latent means in an ``r``-dim subspace of its own block of ``block_dim``
-   columns, with its own gain and isotropic Gaussian noise. Variants are lists of views that share
-   their noise where the paper's features share a part: ``f-meanstd`` = [f-mean's view, a std
-   view], ``f-ar-mean`` = [f-mean's view, a second backbone's f-mean view]. The names mimic the
-   information the paper's enhancements carry (F-MeanStd > F-Mean > basic), not their arithmetic.
+   columns, with its own gain and isotropic Gaussian noise (weaker noise outside the subspace).
+   Variants are lists of views that share their noise where the paper's features share a part:
+   ``f-meanstd`` = [f-mean's view, a std view], ``f-ar-mean`` = [f-mean's view, a second
+   backbone's f-mean view]. The names mimic the information the paper's enhancements carry
+   (F-MeanStd > F-Mean > basic), not their arithmetic.
 
-Because the noise is isotropic, the projection of a block onto its subspace is a sufficient
-statistic, and the exact posterior ``p(y | visual, audio)`` is a sum over ``s`` of products over
-frames of two-component mixtures: the Bayes-optimal (oracle) accuracy of each variant alone and of
+Because the noise is Gaussian and uncorrelated across the subspace and its complement, the
+projection of a block onto its subspace is a sufficient statistic, and the exact posterior
+``p(y | visual, audio)`` is a sum over the evidence class and ``s`` of products over vectors of
+small mixtures: the Bayes-optimal (oracle) accuracy of each variant alone and of
 each visual × audio pair is computed from it and stored in ``store.json``.
 """
 
@@ -74,13 +79,18 @@ class Generator:
     max_segments: int = 4
     frame_rate: float = 0.35
     audio_rate: float = 0.3
-    fixed_strength: float = 0.8
-    flip_strength: float = 1.0
-    marker: float = 0.8
+    fixed_strength: float = 1.5
+    flip_strength: float = 3.0
+    marker: float = 2.5
     class_strength: tuple[float, ...] = (1.0, 0.75, 0.75, 1.1, 0.9, 0.9, 1.0)
-    sign_strength: float = 0.5
-    audio_strength: float = 0.6
-    audio_marker: float = 0.6
+    sign_strength: float = 1.5
+    audio_strength: float = 1.0
+    audio_marker: float = 1.5
+    distractor: float = 1.5
+    label_agreement: float = 0.75
+    # Noise outside a view's subspace, relative to the view's noise. It changes no likelihood ratio
+    # (so no oracle figure) but sets how hard the subspace is to find from 773 training clips.
+    complement_noise: float = 0.25
     views: tuple[View, ...] = field(
         default=(
             View("basic", "visual", 1.0, 1.0),
@@ -121,8 +131,9 @@ class Latents:
     signs: np.ndarray  # [N] ±1
     frames: np.ndarray  # [N] visual vectors per clip
     audio_vectors: np.ndarray  # [N] audio vectors per clip
-    frame_informative: np.ndarray  # [sum(frames)] bool
-    audio_informative: np.ndarray  # [sum(audio_vectors)] bool
+    evidence: np.ndarray  # [N] the class the clip's evidence shows (= label but for label noise)
+    frame_component: np.ndarray  # [sum(frames)] 0 = informative, 1..7 = distractor of class z
+    audio_component: np.ndarray  # [sum(audio_vectors)] 0 = informative, 1 = sign carrier only
     fixed: np.ndarray  # [7, rank] visual evidence that keeps its meaning
     flip: np.ndarray  # [7, rank] visual evidence whose meaning flips with the sign
     audio_class: np.ndarray  # [7, rank] audio class evidence
@@ -167,6 +178,8 @@ def draw_latents(generator: Generator) -> Latents:
     frames[rng.random(n) < generator.empty_visual_rate] = 0
     per_segment = generator.audio_grid[0] * generator.audio_grid[1]
     audio_vectors = rng.integers(1, generator.max_segments + 1, size=n) * per_segment
+    noise = label_noise_matrix(generator)
+    evidence = np.array([rng.choice(len(CLASSES), p=noise[label]) for label in labels])
     counters = {split: 0 for split in SPLITS}
     clip_ids = []
     for split in splits:
@@ -179,8 +192,13 @@ def draw_latents(generator: Generator) -> Latents:
         signs=signs,
         frames=frames,
         audio_vectors=audio_vectors,
-        frame_informative=rng.random(frames.sum()) < generator.frame_rate,
-        audio_informative=rng.random(audio_vectors.sum()) < generator.audio_rate,
+        evidence=evidence,
+        frame_component=np.where(
+            rng.random(frames.sum()) < generator.frame_rate,
+            0,
+            rng.integers(1, len(CLASSES) + 1, size=frames.sum()),
+        ),
+        audio_component=(rng.random(audio_vectors.sum()) >= generator.audio_rate).astype(int),
         fixed=fixed,
         flip=flip,
         audio_class=audio_class,
@@ -188,27 +206,42 @@ def draw_latents(generator: Generator) -> Latents:
     )
 
 
-def informative_means(generator: Generator, latents: Latents, modality: str) -> np.ndarray:
-    """``[7, 2, rank+1]``: the mean of an informative vector per class and sign (last coordinate
-    is the salience marker), relative to a non-informative vector of the same sign."""
-    marker = generator.marker if modality == "visual" else generator.audio_marker
-    means = np.zeros((len(CLASSES), len(SIGNS), generator.rank + 1))
-    for j, sign in enumerate(SIGNS):
-        if modality == "visual":
-            means[:, j, :-1] = latents.fixed + sign * latents.flip
-        else:
-            means[:, j, :-1] = latents.audio_class
-    means[:, :, -1] = marker
-    return means
+def label_noise_matrix(generator: Generator) -> np.ndarray:
+    """``[7, 7]``: p(evidence class | label): the label with probability ``label_agreement``, else
+    any other class uniformly (AFEW's labels are ambiguous too)."""
+    k = len(CLASSES)
+    other = (1.0 - generator.label_agreement) / (k - 1)
+    return np.full((k, k), other) + np.eye(k) * (generator.label_agreement - other)
 
 
-def base_means(generator: Generator, latents: Latents, modality: str) -> np.ndarray:
-    """``[2, rank+1]``: the mean every vector has per sign (the audio sign carrier; zero for visual)."""
-    base = np.zeros((len(SIGNS), generator.rank + 1))
-    if modality == "audio":
-        for j, sign in enumerate(SIGNS):
-            base[j, :-1] = sign * latents.sign_direction
-    return base
+def components(
+    generator: Generator, latents: Latents, modality: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mixture a vector of this modality is drawn from: log weights ``[C]`` and means
+    ``[C, 7, 2, rank+1]`` per evidence class and sign (the last coordinate is the salience marker).
+
+    visual: 0 = informative (``fixed_y + s·flip_y`` + marker), 1..7 = a distractor frame showing
+    class z's fixed pattern weakly, without the marker (z uniform, independent of the clip);
+    audio: 0 = informative (``s·κ·u + η_y`` + marker), 1 = ``s·κ·u`` alone.
+    """
+    k, rank = len(CLASSES), generator.rank
+    signs = np.asarray(SIGNS)[None, :, None]
+    if modality == "visual":
+        means = np.zeros((1 + k, k, len(SIGNS), rank + 1))
+        means[0, :, :, :-1] = latents.fixed[:, None, :] + signs * latents.flip[:, None, :]
+        means[0, :, :, -1] = generator.marker
+        means[1:, :, :, :-1] = generator.distractor * latents.fixed[:, None, None, :]
+        rate = generator.frame_rate
+        weights = np.concatenate([[rate], np.full(k, (1.0 - rate) / k)])
+    else:
+        means = np.zeros((2, k, len(SIGNS), rank + 1))
+        carrier = signs * latents.sign_direction[None, None, :]  # [1, 2, rank]
+        means[0, :, :, :-1] = carrier + latents.audio_class[:, None, :]
+        means[0, :, :, -1] = generator.audio_marker
+        means[1, :, :, :-1] = carrier
+        rate = generator.audio_rate
+        weights = np.array([rate, 1.0 - rate])
+    return np.log(weights), means
 
 
 def observe(generator: Generator, latents: Latents, view: View) -> np.ndarray:
@@ -216,18 +249,12 @@ def observe(generator: Generator, latents: Latents, view: View) -> np.ndarray:
     rng = np.random.default_rng(
         np.random.SeedSequence([generator.seed, 1, _view_index(generator, view)])
     )
-    counts = latents.frames if view.modality == "visual" else latents.audio_vectors
-    informative = (
-        latents.frame_informative if view.modality == "visual" else latents.audio_informative
-    )
-    labels = np.repeat(latents.labels, counts)
+    visual = view.modality == "visual"
+    counts = latents.frames if visual else latents.audio_vectors
+    component = latents.frame_component if visual else latents.audio_component
+    evidence = np.repeat(latents.evidence, counts)
     sign_index = np.repeat((latents.signs < 0).astype(int), counts)
-    mean = base_means(generator, latents, view.modality)[sign_index]
-    mean = (
-        mean
-        + informative[:, None]
-        * informative_means(generator, latents, view.modality)[labels, sign_index]
-    )
+    mean = components(generator, latents, view.modality)[1][component, evidence, sign_index]
     return view.gain * mean + view.noise * rng.standard_normal(mean.shape)
 
 
@@ -241,26 +268,20 @@ def clip_log_likelihoods(
     modality: str,
     observations: list[tuple[View, np.ndarray]],
 ) -> np.ndarray:
-    """``[N, 7, 2]``: log p(clip's vectors of this modality | y, s), up to a term that depends on
-    neither y nor s. ``observations`` are a variant's views with their ``observe`` outputs."""
-    rate = generator.frame_rate if modality == "visual" else generator.audio_rate
-    informative = informative_means(generator, latents, modality)  # [7, 2, r]
-    base = base_means(generator, latents, modality)  # [2, r]
+    """``[N, 7, 2]``: log p(clip's vectors of this modality | evidence class, sign), up to a term
+    that depends on neither. ``observations`` are a variant's views with their ``observe`` outputs."""
+    log_weights, means = components(generator, latents, modality)  # [C], [C, 7, 2, r]
+    flat = means.reshape(-1, means.shape[-1])
     total_vectors = len(observations[0][1])
     # Gaussian log-density relative to a zero-mean vector: (o·μ)/σ² − |μ|²/(2σ²), summed over views.
-    log_base = np.zeros((total_vectors, len(SIGNS)))
-    log_informative = np.zeros((total_vectors, len(CLASSES), len(SIGNS)))
+    log_density = np.zeros((total_vectors, len(flat)))
     for view, obs in observations:
-        precision = 1.0 / view.noise**2
-        mu0 = view.gain * base  # [2, r]
-        mu1 = view.gain * (base[None] + informative)  # [7, 2, r]
-        log_base += precision * (obs @ mu0.T - 0.5 * (mu0**2).sum(-1))
-        log_informative += precision * (
-            np.einsum("nr,ysr->nys", obs, mu1) - 0.5 * (mu1**2).sum(-1)[None]
-        )
-    per_vector = np.logaddexp(
-        np.log1p(-rate) + log_base[:, None, :], np.log(rate) + log_informative
-    )  # [vectors, 7, 2]
+        mu = view.gain * flat
+        log_density += (obs @ mu.T - 0.5 * (mu**2).sum(-1)) / view.noise**2
+    log_density = (
+        log_density.reshape(total_vectors, *means.shape[:3]) + log_weights[None, :, None, None]
+    )
+    per_vector = np.logaddexp.reduce(log_density, axis=1)  # [vectors, 7, 2]
     counts = latents.frames if modality == "visual" else latents.audio_vectors
     owner = np.repeat(np.arange(len(counts)), counts)
     per_clip = np.zeros((len(counts), len(CLASSES), len(SIGNS)))
@@ -273,12 +294,13 @@ def class_prior() -> np.ndarray:
     return counts / counts.sum()
 
 
-def posterior(*log_likelihoods: np.ndarray) -> np.ndarray:
-    """``[N, 7]`` exact p(y | the given modalities), marginalising the sign."""
-    joint = np.log(class_prior())[None, :, None] + np.log(0.5) + sum(log_likelihoods)
-    log_post = np.logaddexp(joint[..., 0], joint[..., 1])
-    log_post -= log_post.max(axis=1, keepdims=True)
-    post = np.exp(log_post)
+def posterior(generator: Generator, *log_likelihoods: np.ndarray) -> np.ndarray:
+    """``[N, 7]`` exact p(label | the given modalities), marginalising sign and evidence class."""
+    joint = np.log(0.5) + sum(log_likelihoods)  # [N, 7 evidence, 2 signs]
+    evidence = np.logaddexp(joint[..., 0], joint[..., 1])
+    evidence -= evidence.max(axis=1, keepdims=True)
+    # p(label, evidence) = p(label) p(evidence | label), summed over the evidence class.
+    post = np.exp(evidence) @ label_noise_matrix(generator).T * class_prior()[None, :]
     return post / post.sum(axis=1, keepdims=True)
 
 
@@ -297,14 +319,14 @@ def view_embedding(generator: Generator, view: View, dim: int) -> tuple[np.ndarr
 
 
 def embed(generator: Generator, view: View, obs: np.ndarray, dim: int) -> np.ndarray:
-    """Place a view's subspace observations into ``dim`` columns: a random orthonormal basis plus
-    isotropic noise of the view's level in the orthogonal complement, and a fixed bias so the
-    vectors look like a backbone's (nonzero mean), which changes no likelihood ratio."""
+    """Place a view's subspace observations into ``dim`` columns: a random orthonormal basis, noise
+    in the orthogonal complement (``complement_noise`` × the view's level), and a fixed bias so the
+    vectors look like a backbone's (nonzero mean); neither changes a likelihood ratio."""
     basis, bias = view_embedding(generator, view, dim)
     rng = np.random.default_rng(
         np.random.SeedSequence([generator.seed, 3, _view_index(generator, view)])
     )
-    noise = view.noise * rng.standard_normal((len(obs), dim))
+    noise = generator.complement_noise * view.noise * rng.standard_normal((len(obs), dim))
     # Remove the noise's component inside the subspace: there, obs already holds the right noise.
     noise -= (noise @ basis) @ basis.T
     return (bias + obs @ basis.T + noise).astype(np.float32)
@@ -351,9 +373,12 @@ def generate(
     }
     visual = [n for n in generator.variants if n.startswith("visual/")]
     audio = [n for n in generator.variants if n.startswith("audio/")]
-    alone = {name: oracle_accuracy(posterior(likelihoods[name]), latents) for name in likelihoods}
+    alone = {
+        name: oracle_accuracy(posterior(generator, likelihoods[name]), latents)
+        for name in likelihoods
+    }
     pairs = {
-        f"{v}+{a}": oracle_accuracy(posterior(likelihoods[v], likelihoods[a]), latents)
+        f"{v}+{a}": oracle_accuracy(posterior(generator, likelihoods[v], likelihoods[a]), latents)
         for v in visual
         for a in audio
     }
@@ -378,14 +403,12 @@ def generate(
         columns = [embed(generator, generator.view(v), observations[v], block) for v in views]
         features = np.concatenate(columns, axis=1)
         counts = latents.frames if modality == "visual" else latents.audio_vectors
-        informative = (
-            latents.frame_informative if modality == "visual" else latents.audio_informative
-        )
+        component = latents.frame_component if modality == "visual" else latents.audio_component
         _write_variant(
             out / name,
             features,
             counts,
-            informative,
+            component == 0,
             latents,
             name=f"planted-{variant}",
             modality=modality,

@@ -75,37 +75,44 @@ def test_existing_stores_are_refused_or_skipped(tiny_root):
 
 
 def _brute_force_posterior(generator, latents, variant_names, stores, clip):
-    """p(y | the clip's stored vectors) by enumerating sign and every informative pattern, with
-    full-dimensional Gaussian densities of the vectors as written to the stores."""
-    log_joint = np.full((7, 2), -np.inf)
+    """p(label | the clip's stored vectors) by enumerating the evidence class, the sign and every
+    assignment of the clip's vectors to mixture components, with full-dimensional Gaussian
+    densities of the vectors exactly as written to the stores."""
     parts = []
     for name, store in zip(variant_names, stores):
         modality = name.split("/")[0]
         vectors = store.features(latents.clip_ids[clip]).astype(np.float64)
-        blocks = []
+        dim = generator.block_dim if modality == "visual" else generator.audio_dim
+        log_weights, means = S.components(generator, latents, modality)
+        # density[t, c, e, s]: log N(vector t | component c, evidence e, sign s), over all views.
+        density = np.zeros((len(vectors), *means.shape[:3]))
         for v_index, view_name in enumerate(generator.variants[name]):
             view = generator.view(view_name)
-            dim = generator.block_dim if modality == "visual" else generator.audio_dim
             basis, bias = S.view_embedding(generator, view, dim)
-            blocks.append((view, basis, bias, vectors[:, v_index * dim : (v_index + 1) * dim]))
-        rate = generator.frame_rate if modality == "visual" else generator.audio_rate
-        parts.append((modality, blocks, rate, len(vectors)))
-    for y, s_index in itertools.product(range(7), range(len(S.SIGNS))):
-        total = np.log(S.class_prior()[y]) + np.log(0.5)
-        for modality, blocks, rate, n in parts:
-            inf_mean = S.informative_means(generator, latents, modality)[y, s_index]
-            base = S.base_means(generator, latents, modality)[s_index]
-            pattern_terms = []
-            for pattern in itertools.product((0, 1), repeat=n):
-                term = sum(np.log(rate) if b else np.log1p(-rate) for b in pattern)
-                for view, basis, bias, x in blocks:
-                    for t, b in enumerate(pattern):
-                        mean = bias + basis @ (view.gain * (base + b * inf_mean))
-                        term += multivariate_normal.logpdf(x[t], mean, view.noise**2)
-                pattern_terms.append(term)
-            total += np.logaddexp.reduce(pattern_terms) if pattern_terms else 0.0
-        log_joint[y, s_index] = total
-    log_post = np.logaddexp(log_joint[:, 0], log_joint[:, 1])
+            inside = basis @ basis.T
+            covariance = view.noise**2 * (
+                inside + generator.complement_noise**2 * (np.eye(dim) - inside)
+            )
+            block = vectors[:, v_index * dim : (v_index + 1) * dim]
+            for index in np.ndindex(*means.shape[:3]):
+                mean = bias + basis @ (view.gain * means[index])
+                density[(slice(None), *index)] += multivariate_normal.logpdf(
+                    block, mean, covariance
+                )
+        parts.append((log_weights, density))
+    noise = S.label_noise_matrix(generator)
+    log_post = np.full(7, -np.inf)
+    for label, evidence, sign in itertools.product(range(7), range(7), range(len(S.SIGNS))):
+        total = np.log(S.class_prior()[label]) + np.log(noise[label, evidence]) + np.log(0.5)
+        for log_weights, density in parts:
+            assignments = [
+                sum(
+                    log_weights[c] + density[t, c, evidence, sign] for t, c in enumerate(assignment)
+                )
+                for assignment in itertools.product(range(len(log_weights)), repeat=len(density))
+            ]
+            total += np.logaddexp.reduce(assignments)
+        log_post[label] = np.logaddexp(log_post[label], total)
     return np.exp(log_post - np.logaddexp.reduce(log_post))
 
 
@@ -127,7 +134,7 @@ def test_oracle_matches_brute_force_enumeration(tiny_root, variant_names):
         )
         for name in variant_names
     ]
-    fast = S.posterior(*likelihoods)
+    fast = S.posterior(generator, *likelihoods)
     brute = np.stack(
         [
             _brute_force_posterior(generator, latents, variant_names, stores, c)
@@ -164,7 +171,7 @@ def test_oracle_orders_the_paper_choices():
             )
             for n in names
         ]
-        correct = S.posterior(*lls).argmax(1) == latents.labels
+        correct = S.posterior(generator, *lls).argmax(1) == latents.labels
         return correct[latents.splits != "train"].mean()
 
     assert accuracy("visual/f-meanstd") > accuracy("visual/f-mean") > accuracy("visual/basic")
