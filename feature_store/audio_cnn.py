@@ -35,6 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from feature_store.backbones import WeightsError, strip_prefixes
+from feature_store.devices import resolve_device
 from feature_store.errors import StoreError
 from feature_store.store import CLASSES
 
@@ -359,14 +360,6 @@ def fit(
         if val is not None:
             row["val_loss"], row["val_acc"] = evaluate(model, val, batch_size=batch_size)
         yield row
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise StoreError("the recipe asks for device cuda but torch sees no GPU")
-    return torch.device(device)
 
 
 def _clip_segments(item: tuple[str, str, Any]) -> tuple[str, np.ndarray | None]:

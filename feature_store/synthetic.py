@@ -265,17 +265,19 @@ def _view_index(generator: Generator, view: View) -> int:
 def clip_log_likelihoods(
     generator: Generator,
     latents: Latents,
-    modality: str,
-    observations: list[tuple[View, np.ndarray]],
+    variant: str,
+    observations: dict[str, np.ndarray],
 ) -> np.ndarray:
-    """``[N, 7, 2]``: log p(clip's vectors of this modality | evidence class, sign), up to a term
-    that depends on neither. ``observations`` are a variant's views with their ``observe`` outputs."""
+    """``[N, 7, 2]``: log p(clip's vectors of ``variant`` | evidence class, sign), up to a term
+    that depends on neither. ``observations`` maps view names to their ``observe`` outputs."""
+    modality = variant.split("/")[0]
+    views = [(generator.view(name), observations[name]) for name in generator.variants[variant]]
     log_weights, means = components(generator, latents, modality)  # [C], [C, 7, 2, r]
     flat = means.reshape(-1, means.shape[-1])
-    total_vectors = len(observations[0][1])
+    total_vectors = len(views[0][1])
     # Gaussian log-density relative to a zero-mean vector: (o·μ)/σ² − |μ|²/(2σ²), summed over views.
     log_density = np.zeros((total_vectors, len(flat)))
-    for view, obs in observations:
+    for view, obs in views:
         mu = view.gain * flat
         log_density += (obs @ mu.T - 0.5 * (mu**2).sum(-1)) / view.noise**2
     log_density = (
@@ -363,13 +365,8 @@ def generate(
     latents = draw_latents(generator)
     observations = {view.name: observe(generator, latents, view) for view in generator.views}
     likelihoods = {
-        name: clip_log_likelihoods(
-            generator,
-            latents,
-            name.split("/")[0],
-            [(generator.view(v), observations[v]) for v in views],
-        )
-        for name, views in generator.variants.items()
+        name: clip_log_likelihoods(generator, latents, name, observations)
+        for name in generator.variants
     }
     visual = [n for n in generator.variants if n.startswith("visual/")]
     audio = [n for n in generator.variants if n.startswith("audio/")]

@@ -19,8 +19,8 @@ from PIL import Image
 
 from feature_store.backbones import make_backbone
 from feature_store.build import ClipError, Extractor, register_extractor
+from feature_store.devices import resolve_device
 from feature_store.enhance import make_enhancement
-from feature_store.errors import StoreError
 from feature_store.faces import FaceCropper
 from feature_store.recipe import VisualRecipe
 from feature_store.video import VideoError, decode_frames
@@ -28,14 +28,6 @@ from feature_store.video import VideoError, decode_frames
 PREVIEW_SIZE = 64
 # A red frame around a preview crop marks a frame where no face was found (whole frame used).
 _NO_FACE_BORDER = np.array([220, 30, 30], dtype=np.uint8)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise StoreError("the recipe asks for device cuda but torch sees no GPU on this machine")
-    return torch.device(device)
 
 
 class VisualExtractor(Extractor):

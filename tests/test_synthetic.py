@@ -126,13 +126,7 @@ def test_oracle_matches_brute_force_enumeration(tiny_root, variant_names):
     stores = [feature_store.open_store(tiny_root / name) for name in variant_names]
     observations = {view.name: S.observe(generator, latents, view) for view in generator.views}
     likelihoods = [
-        S.clip_log_likelihoods(
-            generator,
-            latents,
-            name.split("/")[0],
-            [(generator.view(v), observations[v]) for v in generator.variants[name]],
-        )
-        for name in variant_names
+        S.clip_log_likelihoods(generator, latents, name, observations) for name in variant_names
     ]
     fast = S.posterior(generator, *likelihoods)
     brute = np.stack(
@@ -162,15 +156,7 @@ def test_oracle_orders_the_paper_choices():
     observations = {view.name: S.observe(generator, latents, view) for view in generator.views}
 
     def accuracy(*names):
-        lls = [
-            S.clip_log_likelihoods(
-                generator,
-                latents,
-                n.split("/")[0],
-                [(generator.view(v), observations[v]) for v in generator.variants[n]],
-            )
-            for n in names
-        ]
+        lls = [S.clip_log_likelihoods(generator, latents, n, observations) for n in names]
         correct = S.posterior(generator, *lls).argmax(1) == latents.labels
         return correct[latents.splits != "train"].mean()
 

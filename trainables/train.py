@@ -28,6 +28,8 @@ import yaml
 from torch import Tensor
 
 import feature_store
+from feature_store.devices import resolve_device as feature_store_device
+from feature_store.errors import StoreError
 from trainables.config import TrialConfig, validate_config
 from trainables.errors import ConfigError, TrialDataError
 from trainables.model import EmotionModel, build_model
@@ -77,11 +79,10 @@ class SplitTensors:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("key 'device': 'cuda' requested but no CUDA GPU is available here")
-    return torch.device(name)
+    try:
+        return feature_store_device(name)
+    except StoreError as exc:
+        raise ConfigError(f"key 'device': {exc}") from None
 
 
 def stores_of(
