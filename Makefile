@@ -22,6 +22,8 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m feature_store synth --out $(DEMO_DIR) --skip-existing
 	$(PY) -m feature_store inspect $(DEMO_DIR)
+	$(PY) -m search run conf/search/demo.yaml --set stores.root=$(DEMO_DIR) --set name=demo-$$(date +%Y%m%d-%H%M%S) $(DEMO_ARGS)
+	@echo "Open the MLflow UI: make ui, then http://127.0.0.1:$(MLFLOW_UI_PORT) (experiment demo-<time>)"
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -96,16 +96,24 @@ def ensure_experiment(uri: str, name: str) -> str:
         experiment = mlflow_client.get_experiment_by_name(name)
         if experiment is None:
             try:
-                return mlflow_client.create_experiment(name, artifact_location=artifact_root(uri))
+                experiment_id = mlflow_client.create_experiment(
+                    name, artifact_location=artifact_root(uri)
+                )
             except MlflowException:  # created meanwhile by another driver
                 experiment = mlflow_client.get_experiment_by_name(name)
                 if experiment is None:
                     raise
-        if experiment.lifecycle_stage == "deleted":
-            mlflow_client.restore_experiment(experiment.experiment_id)
-        return experiment.experiment_id
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                mlflow_client.restore_experiment(experiment.experiment_id)
+            experiment_id = experiment.experiment_id
+        # MLflow 3's UI opens an experiment without this tag on its GenAI (traces) pages.
+        mlflow_client.set_experiment_tag(
+            experiment_id, "mlflow.experimentKind", "custom_model_development"
+        )
     except MlflowException as exc:
         raise TrackingError(f"MLflow at {uri}: {str(exc).splitlines()[0]}") from None
+    return experiment_id
 
 
 def git_commit() -> str:
@@ -203,7 +211,7 @@ class TrialRecorder:
         final = {
             k: float(v)
             for k, v in (result.metrics or {}).items()
-            if k != "epoch" and _is_number(v) and self._last.get(k) != float(v)
+            if k not in ("epoch", "epochs") and _is_number(v) and self._last.get(k) != float(v)
         }
         with tempfile.TemporaryDirectory() as folder:
             result.save_scores(Path(folder, "scores.npz"))

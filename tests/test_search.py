@@ -4,11 +4,15 @@ Ray (2 CPUs) with every trial in MLflow, a failing trial recorded as failed, and
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_tool
 from test_search_support import DEMO_CONFIG, REPO, run_cli, search_args, write_tiny_stores
 
 from search.config import load_search_config
@@ -201,3 +205,118 @@ def test_status_prints_the_leaderboard_and_run_refuses_an_existing_name(smoke):
     assert "finished" in status.stdout and "failed" in status.stdout
     again = run_cli("search", search_args(work / "stores", work), work)
     assert again.returncode == 2 and "search resume demo" in again.stderr
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "conf" / "cluster").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_cluster_configs_pass_ray_up_validation(path: Path):
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = prepare_config(yaml.safe_load(path.read_text()))
+    validate_config(config)
+    assert any("mlflow server" in command for command in config["head_start_ray_commands"])
+
+
+@pytest.mark.slow
+def test_mlflow_ui_shows_experiment_metric_chart_and_artifacts_in_chromium(smoke, tmp_path: Path):
+    """As a person would: headless Chromium, driven over plain WebDriver HTTP calls, opens the
+    experiment page, a finished trial's metric chart and its artifacts."""
+    from mlflow.tracking import MlflowClient
+    from test_search_cluster import Processes, free_port, wait_http
+
+    require_tool("chromium")
+    chromedriver = require_tool("chromedriver")
+    work, _ = smoke
+    client = MlflowClient(f"sqlite:///{work}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("demo")
+    finished = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`avfusion.status` = 'finished'"
+    )[0]
+    procs = Processes(tmp_path, dict(os.environ))
+    try:
+        ui_port, driver_port = free_port(), free_port()
+        ui, ui_log = procs.start(
+            "mlflow-ui",
+            [str(Path(sys.executable).parent / "mlflow"), "ui", "--host", "127.0.0.1", "--port", str(ui_port),
+             "--backend-store-uri", f"sqlite:///{work}/mlruns/mlflow.db", "--workers", "1"],
+        )  # fmt: skip
+        driver, driver_log = procs.start("chromedriver", [chromedriver, f"--port={driver_port}"])
+        wait_http(f"http://127.0.0.1:{ui_port}/health", 120, ui, ui_log)
+        wait_http(f"http://127.0.0.1:{driver_port}/status", 60, driver, driver_log)
+        browser = WebDriver(f"http://127.0.0.1:{driver_port}", tmp_path / "profile")
+        try:
+            base = f"http://127.0.0.1:{ui_port}/#/experiments/{experiment.experiment_id}"
+            run = finished.info.run_id
+            pages = {
+                # Trial runs are nested under the search's parent run in the runs table.
+                "experiment": (f"{base}/runs", ["search-demo", "matching runs"]),
+                "metric chart": (f"{base}/runs/{run}/model-metrics", ["val_acc", "train_loss"]),
+                "artifacts": (f"{base}/runs/{run}/artifacts", ["scores.npz", "confusion_val.png"]),
+            }
+            for name, (url, expected) in pages.items():
+                text = browser.open_until(url, expected, timeout=90)
+                assert all(word in text for word in expected), f"{name} page: {text[:2000]}"
+                browser.screenshot(tmp_path / f"{name.replace(' ', '_')}.png")
+            assert browser.has_canvas_or_svg(), "the metric chart page drew no chart"
+        finally:
+            browser.quit()
+    finally:
+        procs.stop()
+
+
+class WebDriver:
+    """The few W3C WebDriver calls the UI test needs, over plain HTTP (no Selenium)."""
+
+    def __init__(self, url: str, profile: Path) -> None:
+        self.url = url
+        args = [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+            f"--user-data-dir={profile}", "--window-size=1400,1000",
+        ]  # fmt: skip
+        capabilities = {"alwaysMatch": {"goog:chromeOptions": {"args": args}}}
+        self.session = self._call("POST", "/session", {"capabilities": capabilities})["sessionId"]
+
+    def _call(self, method: str, path: str, body: dict | None = None):
+        import json
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method, data=json.dumps(body or {}).encode() if method == "POST" else None,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())["value"]
+
+    def script(self, source: str):
+        return self._call(
+            "POST", f"/session/{self.session}/execute/sync", {"script": source, "args": []}
+        )
+
+    def open_until(self, url: str, words: list[str], timeout: float) -> str:
+        """Navigate, then poll the rendered text until every word shows (the UI is a JS app)."""
+        self._call("POST", f"/session/{self.session}/url", {"url": url})
+        deadline, text = time.time() + timeout, ""
+        while time.time() < deadline:
+            text = self.script("return document.body ? document.body.innerText : ''") or ""
+            if all(word in text for word in words):
+                return text
+            time.sleep(1)
+        return text
+
+    def has_canvas_or_svg(self) -> bool:
+        return bool(
+            self.script(
+                "return document.querySelectorAll('canvas, svg.main-svg, .js-plotly-plot').length"
+            )
+        )
+
+    def screenshot(self, path: Path) -> None:
+        import base64
+
+        path.write_bytes(base64.b64decode(self._call("GET", f"/session/{self.session}/screenshot")))
+
+    def quit(self) -> None:
+        self._call("DELETE", f"/session/{self.session}")
