@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= data/demo
 MLFLOW_UI_PORT ?= 5000
+# One name per `make demo` run: the search's MLflow experiment and its ensemble folder.
+DEMO_NAME := demo-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: setup demo test lint ui clean
 
@@ -22,8 +24,10 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m feature_store synth --out $(DEMO_DIR) --skip-existing
 	$(PY) -m feature_store inspect $(DEMO_DIR)
-	$(PY) -m search run conf/search/demo.yaml --set stores.root=$(DEMO_DIR) --set name=demo-$$(date +%Y%m%d-%H%M%S) $(DEMO_ARGS)
-	@echo "Open the MLflow UI: make ui, then http://127.0.0.1:$(MLFLOW_UI_PORT) (experiment demo-<time>)"
+	$(PY) -m search run conf/search/demo.yaml --set stores.root=$(DEMO_DIR) --set name=$(DEMO_NAME) $(DEMO_ARGS)
+	$(PY) -m ensembling build --experiment $(DEMO_NAME) --class-weights sqrt-prior --out ensembles/$(DEMO_NAME)
+	$(PY) -m feature_store inspect $(DEMO_DIR) --oracle
+	@echo "Open the MLflow UI: make ui, then http://127.0.0.1:$(MLFLOW_UI_PORT) (experiment $(DEMO_NAME))"
 
 lint: setup
 	$(VENV)/bin/ruff check .

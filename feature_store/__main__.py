@@ -13,10 +13,20 @@ from feature_store.store import open_store
 
 def _add_inspect(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", help="a store directory, or a folder of stores (e.g. data/demo)")
+    parser.add_argument(
+        "--oracle",
+        action="store_true",
+        help="only the oracle accuracy table of a folder of planted stores (its planted.json)",
+    )
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    print(inspect_mod.summarize_path(args.store))
+    if args.oracle:
+        from feature_store import synthetic
+
+        print(synthetic.format_table(synthetic.load_planted(args.store)))
+    else:
+        print(inspect_mod.summarize_path(args.store))
     return 0
 
 

@@ -176,6 +176,11 @@ def test_synth_and_inspect_cli(tmp_path, capsys):
     summary = capsys.readouterr().out
     assert summary.count("[visual]") == 5 and summary.count("[audio]") == 2
     assert "oracle accuracy with logmel" in summary
+    assert cli_main(["inspect", str(tmp_path), "--oracle"]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("oracle accuracy (val / test)") and "[visual]" not in table
+    assert cli_main(["inspect", str(tmp_path / "visual"), "--oracle"]) == 2
+    assert "planted.json: missing" in capsys.readouterr().err
     assert cli_main(["synth", "--out", str(tmp_path), "--scale", "0.01"]) == 2
     assert "use --force" in capsys.readouterr().err
     meta = json.loads((tmp_path / "visual" / "basic" / "store.json").read_text())
