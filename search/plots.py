@@ -48,7 +48,18 @@ class Plotter:
     """The actor body: plots in submission order; ``drain`` returns once all before it are done."""
 
     def __init__(self, uri: str, classes: list[str]) -> None:
+        import os
+
+        # A download bar per artifact in the driver's log says nothing useful.
+        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
         self.uri, self.classes = uri, classes
+
+    def warm_up(self) -> bool:
+        """matplotlib, torch and the MLflow client imported while the first trial trains."""
+        from trainables import plots  # noqa: F401
+
+        tracking.client(self.uri)
+        return True
 
     def plot(self, run_id: str) -> bool:
         try:

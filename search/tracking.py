@@ -277,6 +277,33 @@ def start_parent_run(uri: str, experiment_id: str, config: Any, commit: str) -> 
     return run_id
 
 
+def check_parent_run(uri: str, experiment_id: str, parent_run_id: str, search: str) -> None:
+    """Before a resume: the parent run the search was started with is there to continue."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client(uri).get_run(parent_run_id)
+    except MlflowException:
+        run = None
+    if (
+        run is None
+        or run.info.lifecycle_stage == "deleted"
+        or run.info.experiment_id != experiment_id
+    ):
+        raise TrackingError(
+            f"search {search!r}: its MLflow parent run {parent_run_id} is not in experiment "
+            f"{experiment_id} at {uri} (was the search recorded under another tracking URI?)"
+        )
+
+
+def reopen_parent_run(uri: str, parent_run_id: str) -> None:
+    """A resumed search's parent run shows as running again until it finishes."""
+    _, _, RunTag = _entities()
+    mlflow_client = client(uri)
+    mlflow_client.log_batch(parent_run_id, tags=[RunTag(STATUS, RUNNING)])
+    mlflow_client.update_run(parent_run_id, status="RUNNING")
+
+
 def find_parent_run(uri: str, experiment_id: str, search: str) -> str | None:
     runs = client(uri).search_runs(
         [experiment_id],
@@ -320,6 +347,36 @@ def drop_interrupted_runs(uri: str, experiment_id: str, parent_run_id: str) -> i
     for run in interrupted:
         mlflow_client.delete_run(run.info.run_id)
     return len(interrupted)
+
+
+def runs_of_trial(context: TrackingContext, trial_id: str) -> list[Any]:
+    """The runs a trial already has in this search: more than none only when a resumed search
+    starts a trial again that the interrupted driver had started (or even finished)."""
+    return client(context.uri).search_runs(
+        [context.experiment_id],
+        filter_string=f"tags.`{PARENT}` = '{context.parent_run_id}' and tags.`{KIND}` = 'trial'"
+        f" and tags.`{TRIAL_ID}` = '{trial_id}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=100,
+    )
+
+
+def delete_runs(uri: str, run_ids: list[str]) -> None:
+    mlflow_client = client(uri)
+    for run_id in run_ids:
+        mlflow_client.delete_run(run_id)
+
+
+def drop_unknown_trials(
+    uri: str, experiment_id: str, parent_run_id: str, trial_ids: set[str]
+) -> int:
+    """After a resume: runs of trials the restored Tune state never knew (started after its last
+    snapshot, then interrupted) are deleted; Tune sampled replacements for them, so keeping them
+    would leave more trials in MLflow than the search ran."""
+    runs = trial_runs(uri, experiment_id, parent_run_id)
+    unknown = [r.info.run_id for r in runs if r.data.tags.get(TRIAL_ID) not in trial_ids]
+    delete_runs(uri, unknown)
+    return len(unknown)
 
 
 def trial_runs(uri: str, experiment_id: str, parent_run_id: str) -> list[Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from feature_store.store import Store, StorePair
+from search import tracking
 from search.tracking import TrackingContext, TrialRecorder
 
 
@@ -27,6 +28,8 @@ class TrialContext:
     fixed: Mapping[str, Any]
     epochs: int
     seed: int
+    # Set by ``resume``: a trial first looks for runs an interrupted driver left for its id.
+    resumed: bool = False
 
 
 def run_trial(
@@ -47,6 +50,8 @@ def run_trial(
     visual, audio = stores["visual"][visual_feature], stores["audio"][audio_feature]
     tune_context = tune.get_context()
     trial_id = tune_context.get_trial_id()
+    if context.resumed and _replayed(context, trial_id):
+        return
     recorder = TrialRecorder(
         context.tracking,
         trial_id=trial_id,
@@ -82,3 +87,29 @@ def run_trial(
         recorder.fail(exc)
         raise
     tune.report({**(held or result.history[-1]), **extra, "finished": 1})
+
+
+def _replayed(context: TrialContext, trial_id: str) -> bool:
+    """On resume, Tune starts again every trial its last snapshot had not seen end. One whose run
+    is complete in MLflow is not trained twice: its final result goes back to Tune from the run.
+    Any other run of it (interrupted, stopped, failed) is deleted, so the rerun is its only one."""
+    from ray import tune
+
+    runs = tracking.runs_of_trial(context.tracking, trial_id)
+    done = next((r for r in runs if r.data.tags.get(tracking.STATUS) == tracking.FINISHED), None)
+    tracking.delete_runs(context.tracking.uri, [r.info.run_id for r in runs if r is not done])
+    if done is None:
+        return False
+    epochs = int(done.data.tags.get("avfusion.epochs_done") or context.epochs)
+    metrics = {k: v for k, v in done.data.metrics.items() if k not in ("epoch", "epochs")}
+    tune.report(
+        {
+            **metrics,
+            "epoch": epochs,
+            "epochs": context.epochs,
+            "mlflow_run_id": done.info.run_id,
+            "finished": 1,
+            "replayed": 1,
+        }
+    )
+    return True

@@ -186,6 +186,8 @@ def _callbacks(config: SearchConfig, uri: str, classes: list[str]):
             run_id = result.get("mlflow_run_id")
             if not run_id:
                 return
+            if result.get("replayed"):
+                return  # its run was complete before the resume; ensure_plots covers its PNGs
             if result.get("finished") == 1:
                 if self.plotter is None:
                     self.plotter = plots.plotter(config.name, uri, classes)
@@ -210,6 +212,13 @@ def _callbacks(config: SearchConfig, uri: str, classes: list[str]):
 
         def __getstate__(self):  # Tune pickles callbacks with the experiment; a bar is not state
             return {**self.__dict__, "bar": None}
+
+        # Saved with every experiment snapshot, so a resumed search counts on from there.
+        def get_state(self) -> dict:
+            return {"done": self.done, "best": self.best}
+
+        def set_state(self, state: dict) -> None:
+            self.done, self.best = state["done"], state["best"]
 
         def setup(self, **info):
             from tqdm import tqdm
@@ -318,7 +327,7 @@ def _trainable(config: SearchConfig, stores, context: TrialContext):
 
 
 def _context(
-    config: SearchConfig, uri: str, experiment_id: str, parent_run_id: str
+    config: SearchConfig, uri: str, experiment_id: str, parent_run_id: str, resumed: bool = False
 ) -> TrialContext:
     return TrialContext(
         tracking=tracking.TrackingContext(
@@ -331,6 +340,7 @@ def _context(
         fixed=dict(config.trial),
         epochs=config.budget.epochs,
         seed=config.seed,
+        resumed=resumed,
     )
 
 
@@ -350,7 +360,11 @@ def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOu
     _write_text(
         f"{path}/{CONFIG_FILE}",
         yaml.safe_dump(
-            {"config": config.model_dump(mode="json"), "parent_run_id": parent_run_id},
+            {
+                "config": config.model_dump(mode="json"),
+                "parent_run_id": parent_run_id,
+                "tracking_uri": uri,
+            },
             sort_keys=False,
         ),
     )
@@ -383,21 +397,32 @@ def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOu
             verbose=0,
         ),
     )
-    _fit(tuner)
+    _fit(tuner, config, uri, _classes(stores))
     return _finish(config, uri, experiment_id, parent_run_id, searcher, _classes(stores))
 
 
-def _fit(tuner) -> None:
-    # Tune's result grid looks for the per-trial JSON/CSV logs we switched off; MLflow has it all.
+def _quiet_result_logs() -> None:
+    # Tune's result grid (also built on restore) looks for the per-trial JSON/CSV logs we
+    # switched off; MLflow has it all.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    tuner.fit()
+
+
+def _fit(tuner, config: SearchConfig, uri: str, classes: list[str]) -> set[str]:
+    """Run the Tuner; the ids of every trial it knows (finished, stopped, errored)."""
+    _quiet_result_logs()
+    # The plotter's imports overlap the first trial's instead of delaying the first plots.
+    plots.plotter(config.name, uri, classes).warm_up.remote()
+    results = tuner.fit()
+    return {trial.trial_id for trial in results._experiment_analysis.trials}
 
 
 def resume_search(
     name: str, *, storage_path: str = "ray_results", num_cpus: int | None = None
 ) -> SearchOutcome:
-    """Continue an interrupted search: finished trials stay, interrupted ones start again (their
-    half-written MLflow runs are deleted first, so no trial has two runs)."""
+    """Continue an interrupted search in the same MLflow parent run. Tune restarts every trial
+    its last snapshot had not seen end; such a trial whose run is complete in MLflow hands that
+    result back instead of training again, any other earlier run of it is deleted, and so are the
+    runs of trials the snapshot never knew. Every trial Tune ran has then exactly one run."""
     from ray import tune
 
     path = experiment_path(storage_path, name)
@@ -407,19 +432,29 @@ def resume_search(
     state = yaml.safe_load(saved)
     config = config_from_dict(state["config"], source=f"{path}/{CONFIG_FILE}")
     parent_run_id = state["parent_run_id"]
+    # Where the search was recorded, unless MLFLOW_TRACKING_URI says otherwise (MLflow's rule).
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or state.get("tracking_uri") or config.tracking_uri
+    config = config.model_copy(update={"tracking": config.tracking.model_copy(update={"uri": uri})})
     uri, stores, experiment_id = _prepare(config, num_cpus)
+    tracking.check_parent_run(uri, experiment_id, parent_run_id, name)
     dropped = tracking.drop_interrupted_runs(uri, experiment_id, parent_run_id)
     print(
-        f"search {name}: resuming from {path}"
+        f"search {name}: resuming from {path} in MLflow {uri}, parent run {parent_run_id}"
         + (f" ({dropped} interrupted trial runs replaced)" if dropped else "")
     )
+    tracking.reopen_parent_run(uri, parent_run_id)
+    context = _context(config, uri, experiment_id, parent_run_id, resumed=True)
+    _quiet_result_logs()
     tuner = tune.Tuner.restore(
         path,
-        trainable=_trainable(config, stores, _context(config, uri, experiment_id, parent_run_id)),
+        trainable=_trainable(config, stores, context),
         resume_unfinished=True,
         resume_errored=False,
     )
-    _fit(tuner)
+    trial_ids = _fit(tuner, config, uri, _classes(stores))
+    unknown = tracking.drop_unknown_trials(uri, experiment_id, parent_run_id, trial_ids)
+    if unknown:
+        print(f"search {name}: {unknown} runs of trials lost with the interrupted driver deleted")
     # Tune rebuilt the searcher from its checkpoint; the study for the plots lives there.
     searcher = tuner._local_tuner._tune_config.search_alg
     return _finish(config, uri, experiment_id, parent_run_id, searcher, _classes(stores))

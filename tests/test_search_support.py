@@ -71,10 +71,15 @@ def search_args(root: Path, work: Path, *extra: str) -> list[str]:
 def run_cli(module: str, args: list[str], cwd: Path, timeout: float = 240, env: dict | None = None):
     """``python -m module args`` in ``cwd``; MLFLOW_TRACKING_URI and RAY_ADDRESS from this shell
     are dropped so a test never talks to someone else's server or cluster."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd, env=cli_env(env), capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def cli_env(env: dict | None = None) -> dict[str, str]:
+    """This shell's environment without MLFLOW_TRACKING_URI and RAY_ADDRESS, plus ``env``."""
     clean = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
     clean["PYTHONPATH"] = str(REPO)
     clean.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd, env=clean, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+    return clean

@@ -1,0 +1,149 @@
+"""search resume: a smoke search whose driver is killed (SIGKILL of its whole process group, Ray
+included) once some trials finished, then ``python -m search resume`` finishes it in the same
+MLflow parent run with exactly one terminal run per trial, and ``status`` prints the leaderboard.
+
+The search records through ``MLFLOW_TRACKING_URI`` (a SQLite file under tmp_path) while ``resume``
+runs without it: the tracking URI the search started with must come back from its saved state.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from test_search_support import cli_env, run_cli, search_args, write_tiny_stores
+
+NUM_TRIALS = 6
+TERMINAL = {"finished", "stopped_early", "failed"}
+
+
+def finished_trial_runs(db: Path) -> dict[str, str]:
+    """run id -> trial id of the trial runs tagged finished, read straight from the SQLite file
+    (read-only, so polling never opens MLflow's schema machinery beside the writing driver)."""
+    if not db.exists():
+        return {}
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as connection:
+            rows = connection.execute(
+                "SELECT s.run_uuid, t.value FROM tags s JOIN tags t ON t.run_uuid = s.run_uuid"
+                " JOIN tags k ON k.run_uuid = s.run_uuid"
+                " WHERE s.key = 'avfusion.status' AND s.value = 'finished'"
+                " AND t.key = 'avfusion.trial_id' AND k.key = 'avfusion.kind' AND k.value = 'trial'"
+            ).fetchall()
+    except sqlite3.Error:  # tables not created yet, or locked for a moment
+        return {}
+    return dict(rows)
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL the driver's process group (the driver, its local Ray, the trial workers) and wait
+    until none of it is left."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    process.wait(timeout=30)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_resume_after_the_driver_is_killed_finishes_without_duplicate_runs(tmp_path: Path):
+    from mlflow.tracking import MlflowClient
+
+    root = write_tiny_stores(tmp_path / "stores")
+    db = tmp_path / "tracking" / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    args = search_args(
+        root,
+        tmp_path,
+        "--num-cpus", "2",
+        "--set", f"budget.num_trials={NUM_TRIALS}",
+        "--set", "budget.epochs=4",
+        "--set", "seed=3",
+    )  # fmt: skip
+    started = time.time()
+    log = (tmp_path / "run.log").open("w")
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "search", *args],
+        cwd=tmp_path,
+        env=cli_env({"MLFLOW_TRACKING_URI": uri}),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, Ray's processes included
+    )
+    try:
+        deadline = time.time() + 180
+        before: dict[str, str] = {}
+        while time.time() < deadline and driver.poll() is None and not before:
+            time.sleep(0.2)
+            before = finished_trial_runs(db)
+        kill_group(driver)
+    finally:
+        kill_group(driver)
+        log.close()
+    print(f"{time.time() - started:.1f} s: killed after {len(before)} finished")
+    output = (tmp_path / "run.log").read_text()
+    assert before, f"no trial finished within 180 s (exit {driver.returncode}):\n{output[-4000:]}"
+    before = finished_trial_runs(db)
+    assert len(before) < NUM_TRIALS, "the search ended before it could be interrupted"
+
+    resumed = run_cli(
+        "search",
+        ["resume", "demo", "--storage", str(tmp_path / "ray_results"), "--num-cpus", "2"],
+        tmp_path,
+        timeout=240,
+    )
+    (tmp_path / "resume.log").write_text(resumed.stdout + resumed.stderr)
+    print(f"{time.time() - started:.1f} s: resumed")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-5000:]
+    assert "leaderboard" in resumed.stdout and uri in resumed.stdout
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("demo")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("avfusion.kind") == "search"]
+    trials = [r for r in runs if r.data.tags.get("avfusion.kind") == "trial"]
+    state = yaml.safe_load((tmp_path / "ray_results" / "demo" / "avfusion_search.yaml").read_text())
+    # The parent run the search started with is the one resumed and closed.
+    assert [p.info.run_id for p in parents] == [state["parent_run_id"]]
+    assert parents[0].info.status == "FINISHED"
+    assert parents[0].data.tags["avfusion.status"] == "finished"
+    trial_ids = [r.data.tags["avfusion.trial_id"] for r in trials]
+    # Exactly the configured number of trials, each with one run, each run ended.
+    assert len(set(trial_ids)) == NUM_TRIALS and len(trial_ids) == NUM_TRIALS, sorted(trial_ids)
+    statuses = {r.info.run_id: r.data.tags["avfusion.status"] for r in trials}
+    assert set(statuses.values()) <= TERMINAL, statuses
+    assert all(r.info.status in ("FINISHED", "KILLED", "FAILED") for r in trials)
+    assert all(r.data.tags["mlflow.parentRunId"] == state["parent_run_id"] for r in trials)
+    # A trial that had finished before the kill kept its run: it was not trained a second time.
+    final = {r.data.tags["avfusion.trial_id"]: r.info.run_id for r in trials}
+    for run_id, trial_id in before.items():
+        assert final.get(trial_id, run_id) == run_id, (trial_id, run_id, final.get(trial_id))
+    finished = [r for r in trials if r.data.tags["avfusion.status"] == "finished"]
+    assert finished
+    for run in finished:
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"scores.npz", "confusion_val.png", "attention.png"} <= artifacts, artifacts
+    assert parents[0].data.tags["avfusion.best_run_id"] in {r.info.run_id for r in finished}
+
+    status = run_cli("search", ["status", "demo", "--tracking-uri", uri], tmp_path)
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.strip().splitlines()
+    assert lines[0].startswith("trials: ") and lines[0].endswith(" 0 running"), lines[0]
+    counts = {s: sum(v == s for v in statuses.values()) for s in TERMINAL}
+    assert f"{counts['finished']} finished" in lines[0], lines[0]
+    rows = [line for line in lines[2:] if line.split()[0].isdigit()]
+    assert len(rows) == NUM_TRIALS, status.stdout
