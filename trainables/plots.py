@@ -32,14 +32,14 @@ def plot_confusion(
     path: str | os.PathLike[str],
     title: str = "",
 ) -> Path:
-    """Row-normalised confusion matrix (recall on the diagonal), counts in each cell."""
+    """Row-normalised confusion matrix (recall on the diagonal), rate and count in each cell."""
     counts = confusion_matrix(labels, np.asarray(probs).argmax(axis=1), len(classes))
     rows = counts.sum(axis=1, keepdims=True)
     rates = counts / np.where(rows > 0, rows, 1)
-    fig = Figure(figsize=(6.4, 5.6))
-    fig.subplots_adjust(left=0.16, right=0.9, bottom=0.17, top=0.93)
+    fig = Figure(figsize=(5.8, 5.4))
+    fig.subplots_adjust(left=0.14, right=0.98, bottom=0.17, top=0.93)
     ax = fig.add_subplot()
-    image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)  # each cell is labelled: no colorbar
     for true in range(len(classes)):
         for guess in range(len(classes)):
             ax.text(
@@ -57,7 +57,6 @@ def plot_confusion(
     ax.set_ylabel("true")
     accuracy = np.trace(counts) / max(1, counts.sum())
     ax.set_title(f"{title + ' — ' if title else ''}accuracy {accuracy:.3f}")
-    fig.colorbar(image, ax=ax, fraction=0.046, label="recall")
     return _save(fig, path)
 
 
@@ -89,7 +88,8 @@ def plot_attention(attention: Mapping[str, Any], path: str | os.PathLike[str]) -
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
         ax.set_title(f"{modality} attention (× uniform)", fontsize=9)
-        fig.colorbar(image, ax=ax, fraction=0.04)
+        if col == len(modalities) - 1:
+            fig.colorbar(image, ax=ax, fraction=0.04)
     return _save(fig, path)
 
 
