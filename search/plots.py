@@ -4,8 +4,9 @@ Drawing the two matplotlib figures costs a trivial trial more than its training 
 busy cores), so the trial uploads only ``scores.npz`` and ``attention.json`` and a Ray actor
 (``num_cpus=0``, one per search, named so a resumed driver finds or replaces it) downloads those
 through the tracking server, draws, and uploads the PNGs to the same run while the next trials
-train. The driver waits for the actor's queue before it closes the search, and ``ensure_plots``
-draws whatever a crashed driver left out.
+train. ``PLOTTERS`` actors take runs in turn, so short trials do not outrun a single drawer. The
+driver waits for their queues before it closes the search, and ``ensure_plots`` draws whatever a
+crashed driver left out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from search import tracking
 
 PLOTS = ("confusion_val.png", "attention.png")
+# Drawing one trial's PNGs takes ~0.5 s of one core; two drawers keep up with trivial trials.
+PLOTTERS = 2
 logger = logging.getLogger(__name__)
 
 
@@ -73,15 +76,37 @@ class Plotter:
         return True
 
 
-def plotter(search: str, uri: str, classes: list[str]):
-    """The search's plotter actor, created on first use (also after a driver restart)."""
+def plotter(search: str, uri: str, classes: list[str], index: int = 0):
+    """One of the search's plotter actors, created on first use (also after a driver restart)."""
     import ray
 
     return (
         ray.remote(Plotter)
-        .options(name=f"avfusion-plotter-{search}", get_if_exists=True, num_cpus=0, lifetime=None)
+        .options(
+            name=f"avfusion-plotter-{search}-{index}",
+            get_if_exists=True,
+            num_cpus=0,
+            lifetime=None,
+        )
         .remote(uri, classes)
     )
+
+
+class PlotQueue:
+    """Hands finished runs to the search's plotter actors in turn."""
+
+    def __init__(self, search: str, uri: str, classes: list[str]) -> None:
+        self.actors = [plotter(search, uri, classes, index) for index in range(PLOTTERS)]
+        self.submitted = 0
+
+    def warm_up(self) -> None:
+        for actor in self.actors:
+            actor.warm_up.remote()
+
+    def plot(self, run_id: str):
+        actor = self.actors[self.submitted % len(self.actors)]
+        self.submitted += 1
+        return actor.plot.remote(run_id)
 
 
 def ensure_plots(
@@ -90,10 +115,11 @@ def ensure_plots(
     """Wait for queued plots, then draw any finished run's that are still missing."""
     import ray
 
-    actor = plotter(search, uri, classes)
-    ray.get(actor.drain.remote(), timeout=timeout)
+    queue = PlotQueue(search, uri, classes)
+    ray.get([actor.drain.remote() for actor in queue.actors], timeout=timeout)
     client = tracking.client(uri)
     missing = [r for r in run_ids if not set(PLOTS) <= {a.path for a in client.list_artifacts(r)}]
     if missing:
-        ray.get([actor.plot.remote(r) for r in missing], timeout=timeout)
-    ray.kill(actor)
+        ray.get([queue.plot(r) for r in missing], timeout=timeout)
+    for actor in queue.actors:
+        ray.kill(actor)

@@ -190,8 +190,8 @@ def _callbacks(config: SearchConfig, uri: str, classes: list[str]):
                 return  # its run was complete before the resume; ensure_plots covers its PNGs
             if result.get("finished") == 1:
                 if self.plotter is None:
-                    self.plotter = plots.plotter(config.name, uri, classes)
-                self.plotter.plot.remote(run_id)
+                    self.plotter = plots.PlotQueue(config.name, uri, classes)
+                self.plotter.plot(run_id)
             else:
                 tracking.mark_stopped(uri, run_id, int(result.get("epoch", 0)))
 
@@ -411,7 +411,7 @@ def _fit(tuner, config: SearchConfig, uri: str, classes: list[str]) -> set[str]:
     """Run the Tuner; the ids of every trial it knows (finished, stopped, errored)."""
     _quiet_result_logs()
     # The plotter's imports overlap the first trial's instead of delaying the first plots.
-    plots.plotter(config.name, uri, classes).warm_up.remote()
+    plots.PlotQueue(config.name, uri, classes).warm_up()
     results = tuner.fit()
     return {trial.trial_id for trial in results._experiment_analysis.trials}
 
