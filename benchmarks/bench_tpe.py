@@ -12,7 +12,8 @@ How it works, so the figure is cheap to repeat and cannot be tuned by accident:
    other trial field keeps the search's fixed value (``trial:`` of the YAML, then TrialConfig's
    defaults: AdamW, batch 32, cosine schedule, dropout 0.3, FBP 4/128, transformer hidden 128).
 2. The WHOLE grid is trained once with ``trainables.train_trial`` on the full-scale planted stores
-   (``--epochs`` epochs, trial seed 0, 1 torch thread; ~3 s each, ~8 min for 144) and every val_acc
+   (``--epochs`` epochs, trial seeds 0..``--train-seeds``−1 with a configuration's value the mean
+   over them, 1 torch thread, ``--jobs`` processes; ~3 s each, ~8 min for 144) and every val_acc
    is cached in a JSON file keyed on the full trial config and both stores' checksums. A re-run with
    the same cache trains nothing. The best configuration is the maximum over the whole grid, not
    over what a sampler happened to visit.
@@ -85,9 +86,21 @@ def parse_args() -> argparse.Namespace:
         help="JSON table of val_acc per configuration (reused when present)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the grid")
+    parser.add_argument(
+        "--train-seeds",
+        type=int,
+        default=1,
+        help="a configuration's val_acc is the mean over this many training seeds (less noise)",
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="grid trials trained in parallel")
     args = parser.parse_args()
-    if args.seeds < 1 or args.trials < 1 or args.epochs < 1 or not 0 < args.fraction <= 1:
-        parser.error("--seeds, --trials and --epochs must be >= 1, --fraction in (0, 1]")
+    if min(args.seeds, args.trials, args.epochs, args.train_seeds, args.jobs) < 1 or not (
+        0 < args.fraction <= 1
+    ):
+        parser.error(
+            "--seeds, --trials, --epochs, --train-seeds and --jobs must be >= 1, "
+            "--fraction in (0, 1]"
+        )
     return args
 
 
@@ -152,13 +165,20 @@ def grid(config) -> list[dict[str, Any]]:
     return [dict(zip(axes, values, strict=True)) for values in product(*axes.values())]
 
 
-def cache_key(config, params: dict[str, Any], checksums: dict[str, str]) -> str:
-    """The full trial config (what ``search.trial.run_trial`` trains) plus both stores' checksums."""
+def trial_of(config, params: dict[str, Any], seed: int):
+    """The TrialConfig a search would train for these sampled parameters, with a training seed."""
     from trainables import validate_config
 
-    sampled = dict(params)
-    visual, audio = sampled.pop("visual_feature"), sampled.pop("audio_feature")
-    trial = validate_config({**config.trial, **sampled, "epochs": config.budget.epochs, "seed": 0})
+    sampled = {k: v for k, v in params.items() if k not in ("visual_feature", "audio_feature")}
+    return validate_config(
+        {**config.trial, **sampled, "epochs": config.budget.epochs, "seed": seed}
+    )
+
+
+def cache_key(config, params: dict[str, Any], checksums: dict[str, str], seed: int = 0) -> str:
+    """The full trial config (what ``search.trial.run_trial`` trains) plus both stores' checksums."""
+    visual, audio = params["visual_feature"], params["audio_feature"]
+    trial = trial_of(config, params, seed)
     return json.dumps(
         {
             **trial.model_dump(),
@@ -171,41 +191,78 @@ def cache_key(config, params: dict[str, Any], checksums: dict[str, str]) -> str:
     )
 
 
-def evaluate_grid(config, args: argparse.Namespace) -> dict[str, float]:
-    """val_acc of every grid configuration, trained once and kept in ``args.cache``."""
+_LOADED: dict[str, Any] = {}
+
+
+def _load_stores(paths: dict[str, str], threads: int) -> None:
+    """Worker initializer: every store read into memory once per process."""
     import torch
+
+    import feature_store
+
+    torch.set_num_threads(threads)
+    _LOADED.update({name: feature_store.open_store(path).load() for name, path in paths.items()})
+
+
+def _train(config, params: dict[str, Any], seed: int) -> float:
+    import feature_store
+    from trainables import train_trial
+
+    pair = feature_store.StorePair(
+        _LOADED[f"visual/{params['visual_feature']}"], _LOADED[f"audio/{params['audio_feature']}"]
+    )
+    return float(train_trial(trial_of(config, params, seed), pair).history[-1]["val_acc"])
+
+
+def evaluate_grid(config, args: argparse.Namespace) -> dict[str, float]:
+    """val_acc of every grid configuration (mean over ``--train-seeds`` training seeds), each
+    (configuration, seed) trained once and kept in ``args.cache``."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
     from tqdm import tqdm
 
     import feature_store
-    from trainables import train_trial, validate_config
 
-    stores = {
-        f"{modality}/{variant}": feature_store.open_store(config.stores.path(modality, variant))
+    paths = {
+        f"{modality}/{variant}": str(config.stores.path(modality, variant))
         for modality in ("visual", "audio")
         for variant in getattr(config.stores, f"{modality}_feature")
     }
-    checksums = {name: store.checksum for name, store in stores.items()}
+    checksums = {name: feature_store.open_store(path).checksum for name, path in paths.items()}
     table: dict[str, float] = json.loads(args.cache.read_text()) if args.cache.is_file() else {}
     configs = grid(config)
-    keys = [cache_key(config, params, checksums) for params in configs]
-    todo = [(params, key) for params, key in zip(configs, keys, strict=True) if key not in table]
+    seeds = range(args.train_seeds)
+    keys = {
+        (index, seed): cache_key(config, params, checksums, seed)
+        for index, params in enumerate(configs)
+        for seed in seeds
+    }
+    todo = [(index, seed) for (index, seed), key in keys.items() if key not in table]
     if todo:
-        torch.set_num_threads(args.threads)
-        loaded = {name: store.load() for name, store in stores.items()}
         started = time.perf_counter()
-        for params, key in tqdm(todo, desc="grid trials", unit="trial"):
-            sampled = dict(params)
-            visual, audio = sampled.pop("visual_feature"), sampled.pop("audio_feature")
-            trial = validate_config(
-                {**config.trial, **sampled, "epochs": config.budget.epochs, "seed": 0}
-            )
-            pair = feature_store.StorePair(loaded[f"visual/{visual}"], loaded[f"audio/{audio}"])
-            table[key] = float(train_trial(trial, pair).history[-1]["val_acc"])
-            args.cache.write_text(json.dumps(table, indent=0))  # an interrupted run resumes
+        with ProcessPoolExecutor(
+            args.jobs,
+            mp_context=get_context("spawn"),
+            initializer=_load_stores,
+            initargs=(paths, args.threads),
+        ) as pool:
+            futures = {
+                pool.submit(_train, config, configs[index], seed): (index, seed)
+                for index, seed in todo
+            }
+            for future in tqdm(as_completed(futures), total=len(futures), desc="grid trials"):
+                table[keys[futures[future]]] = future.result()
+                args.cache.write_text(json.dumps(table, indent=0))  # an interrupted run resumes
         print(f"trained {len(todo)} grid trials in {time.perf_counter() - started:.0f} s")
     else:
         print(f"all {len(keys)} grid trials read from {args.cache}")
-    return {key: table[key] for key in keys}
+    return {
+        cache_key(config, params, checksums): statistics.mean(
+            table[keys[index, seed]] for seed in seeds
+        )
+        for index, params in enumerate(configs)
+    }
 
 
 def search_values(args, sampler: str, seed: int, value_of) -> list[float]:
@@ -259,7 +316,8 @@ def main() -> int:
     geometric = math.ceil(math.log(0.5) / math.log(1 - good / size)) if good < size else 1
     print(f"space: visual_feature={VISUAL} audio_feature={AUDIO} " + json.dumps(SPACE))
     print(
-        f"grid: {size} configurations, {args.epochs} epochs; val_acc min {values[0]:.3f}, "
+        f"grid: {size} configurations, {args.epochs} epochs, mean of {args.train_seeds} "
+        f"training seed(s); val_acc min {values[0]:.3f}, "
         f"median {statistics.median(values):.3f}, best {best:.3f} ({best_params})"
     )
     print(
