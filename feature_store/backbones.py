@@ -29,6 +29,7 @@ from torch import nn
 
 from feature_store.errors import StoreError
 from feature_store.recipe import BackboneSpec
+from feature_store.registry import Registry
 
 # Wrappers that training scripts put around a state dict, and prefixes they put on its keys.
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "backbone")
@@ -86,25 +87,12 @@ class TorchBackbone(Backbone):
 
 
 BackboneFactory = Callable[[BackboneSpec, torch.device], Backbone]
-BACKBONES: dict[str, BackboneFactory] = {}
-
-
-def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
-    def register(factory: BackboneFactory) -> BackboneFactory:
-        BACKBONES[name] = factory
-        return factory
-
-    return register
+BACKBONES: Registry[BackboneFactory] = Registry("backbone")
+register_backbone = BACKBONES.register
 
 
 def make_backbone(spec: BackboneSpec, device: torch.device | str = "cpu") -> Backbone:
-    try:
-        factory = BACKBONES[spec.name]
-    except KeyError:
-        raise StoreError(
-            f"unknown backbone {spec.name!r}; known: {', '.join(sorted(BACKBONES))}"
-        ) from None
-    return factory(spec, torch.device(device))
+    return BACKBONES[spec.name](spec, torch.device(device))
 
 
 # -- checkpoints -------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from feature_store.backbones import Backbone
-from feature_store.errors import StoreError
+from feature_store.registry import Registry
 
 ROTATIONS = (-2.0, 0.0, 2.0)
 SCALES = (1.0, 1.03, 1.07)
@@ -159,17 +159,8 @@ class ARMean(Enhancement):
         )
 
 
-ENHANCEMENTS: dict[str, Callable[[], Enhancement]] = {}
-
-
-def register_enhancement(
-    name: str,
-) -> Callable[[Callable[[], Enhancement]], Callable[[], Enhancement]]:
-    def register(factory: Callable[[], Enhancement]) -> Callable[[], Enhancement]:
-        ENHANCEMENTS[name] = factory
-        return factory
-
-    return register
+ENHANCEMENTS: Registry[Callable[[], Enhancement]] = Registry("enhancement")
+register_enhancement = ENHANCEMENTS.register
 
 
 register_enhancement("basic")(Basic)
@@ -185,9 +176,4 @@ register_enhancement("f-ar-mean")(ARMean)
 
 
 def make_enhancement(name: str) -> Enhancement:
-    try:
-        return ENHANCEMENTS[name]()
-    except KeyError:
-        raise StoreError(
-            f"unknown enhancement {name!r}; known: {', '.join(ENHANCEMENTS)}"
-        ) from None
+    return ENHANCEMENTS[name]()

@@ -184,9 +184,7 @@ class BackboneSpec(_Section):
     def _known_backbone(cls, value: str) -> str:
         from feature_store.backbones import BACKBONES
 
-        if value not in BACKBONES:
-            raise ValueError(f"unknown backbone {value!r}; known: {', '.join(BACKBONES)}")
-        return value
+        return BACKBONES.check(value)
 
     @field_validator("checkpoint")
     @classmethod
@@ -216,9 +214,7 @@ class VisualRecipe(RecipeBase):
     def _known_enhancement(cls, value: str) -> str:
         from feature_store.enhance import ENHANCEMENTS
 
-        if value not in ENHANCEMENTS:
-            raise ValueError(f"unknown enhancement {value!r}; known: {', '.join(ENHANCEMENTS)}")
-        return value
+        return ENHANCEMENTS.check(value)
 
     @model_validator(mode="after")
     def _backbones_fit_enhancement(self) -> VisualRecipe:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from trainables.registry import Registry
+from feature_store.registry import Registry
+from trainables.errors import ConfigError
 
 if TYPE_CHECKING:
     from trainables.config import TrialConfig
@@ -39,7 +40,7 @@ class Pooling(nn.Module, ABC):
         """Pool ``x [B, T, D]`` over its real frames (``mask [B, T]``) into ``[B, out_dim]``."""
 
 
-ATTENTIONS: Registry[Pooling] = Registry("attention")
+ATTENTIONS: Registry[Pooling] = Registry("attention", error=ConfigError)
 
 
 def weighted_mean(x: Tensor, frame_weights: Tensor) -> tuple[Tensor, Tensor]:

@@ -63,16 +63,12 @@ class TrialConfig(BaseModel):
     @field_validator("visual_attention", "audio_attention")
     @classmethod
     def _known_attention(cls, name: str) -> str:
-        if name not in ATTENTIONS:
-            raise ValueError(f"unknown attention {name!r}; known: {', '.join(ATTENTIONS)}")
-        return name
+        return ATTENTIONS.check(name)
 
     @field_validator("fusion")
     @classmethod
     def _known_fusion(cls, name: str) -> str:
-        if name not in FUSIONS:
-            raise ValueError(f"unknown fusion {name!r}; known: {', '.join(FUSIONS)}")
-        return name
+        return FUSIONS.check(name)
 
 
 def _plain(value: Any) -> Any:

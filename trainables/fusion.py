@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainables.registry import Registry
+from feature_store.registry import Registry
+from trainables.errors import ConfigError
 
 if TYPE_CHECKING:
     from trainables.config import TrialConfig
@@ -36,7 +37,7 @@ class Fusion(nn.Module, ABC):
         """Fuse ``a [B, dim_a]`` and ``v [B, dim_v]`` into ``[B, out_dim]``."""
 
 
-FUSIONS: Registry[Fusion] = Registry("fusion")
+FUSIONS: Registry[Fusion] = Registry("fusion", error=ConfigError)
 
 # sqrt has an infinite slope at 0; shifting by a tiny epsilon keeps the gradient finite while
 # sqrt(|z| + eps) - sqrt(eps) still maps 0 to exactly 0.
