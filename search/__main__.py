@@ -44,18 +44,30 @@ def run_command(args: argparse.Namespace) -> int:
 
     config = load_search_config(args.config, args.overrides, smoke_test=args.smoke_test)
     outcome = run_search(config, num_cpus=args.num_cpus)
-    _print_outcome(outcome, format_leaderboard)
-    return 0
+    return _print_outcome(outcome, format_leaderboard)
 
 
-def _print_outcome(outcome, format_leaderboard) -> None:
+def _print_outcome(outcome, format_leaderboard) -> int:
+    """The leaderboard; exit status 130 (as for any Ctrl+C) when the search was interrupted."""
+    so_far = " so far" if outcome.interrupted else ""
     print(
-        f"\nsearch {outcome.name} — leaderboard (val_acc{' beside the oracle' if outcome.oracle else ''}):"
+        f"\nsearch {outcome.name} — leaderboard{so_far} (val_acc{' beside the oracle' if outcome.oracle else ''}):"
     )
     print(format_leaderboard(outcome.leaderboard, outcome.oracle or None))
     print(
         f"\nMLflow: {outcome.tracking_uri}  experiment {outcome.experiment_id}, parent run {outcome.parent_run_id}"
     )
+    if outcome.interrupted:
+        storage = (
+            "" if outcome.storage_path == "ray_results" else f" --storage {outcome.storage_path}"
+        )
+        print(
+            f"\nsearch {outcome.name} interrupted; its state is saved. Continue it with:"
+            f"\n  python -m search resume {outcome.name}{storage}",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
 
 
 def _add_resume(parser: argparse.ArgumentParser) -> None:
@@ -72,11 +84,10 @@ def _run_resume(args: argparse.Namespace) -> int:
     from search.tracking import format_leaderboard
     from search.tune_runner import resume_search
 
-    _print_outcome(
+    return _print_outcome(
         resume_search(args.name, storage_path=args.storage, num_cpus=args.num_cpus),
         format_leaderboard,
     )
-    return 0
 
 
 def _add_status(parser: argparse.ArgumentParser) -> None:

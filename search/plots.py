@@ -109,17 +109,39 @@ class PlotQueue:
         return actor.plot.remote(run_id)
 
 
+# The driver's queue per search. Its actors are not detached: Ray ends an actor once no handle to
+# it is left, so every user in the driver (warm-up, the callback, ensure_plots) must share one
+# queue; a second queue fetched by name could get a handle to an actor already being torn down.
+_QUEUES: dict[tuple[str, str], PlotQueue] = {}
+
+
+def plot_queue(search: str, uri: str, classes: list[str]) -> PlotQueue:
+    """This driver's queue for ``search`` (made on first use in this Ray job)."""
+    import ray
+
+    key = (ray.get_runtime_context().get_job_id(), search)
+    if key not in _QUEUES:
+        _QUEUES[key] = PlotQueue(search, uri, classes)
+    return _QUEUES[key]
+
+
 def ensure_plots(
     search: str, uri: str, classes: list[str], run_ids: list[str], timeout: float = 600
 ) -> None:
-    """Wait for queued plots, then draw any finished run's that are still missing."""
+    """Wait for queued plots, then draw any finished run's that are still missing (a crashed or
+    interrupted driver's), then end the search's plotters."""
     import ray
 
-    queue = PlotQueue(search, uri, classes)
-    ray.get([actor.drain.remote() for actor in queue.actors], timeout=timeout)
-    client = tracking.client(uri)
-    missing = [r for r in run_ids if not set(PLOTS) <= {a.path for a in client.list_artifacts(r)}]
-    if missing:
-        ray.get([queue.plot(r) for r in missing], timeout=timeout)
-    for actor in queue.actors:
-        ray.kill(actor)
+    queue = plot_queue(search, uri, classes)
+    try:
+        ray.get([actor.drain.remote() for actor in queue.actors], timeout=timeout)
+        client = tracking.client(uri)
+        missing = [
+            r for r in run_ids if not set(PLOTS) <= {a.path for a in client.list_artifacts(r)}
+        ]
+        if missing:
+            ray.get([queue.plot(r) for r in missing], timeout=timeout)
+    finally:
+        _QUEUES.pop((ray.get_runtime_context().get_job_id(), search), None)
+        for actor in queue.actors:
+            ray.kill(actor)

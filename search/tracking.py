@@ -39,6 +39,7 @@ KIND, STATUS, SEARCH, TRIAL_ID = (
 )
 PARENT = "mlflow.parentRunId"
 FINISHED, STOPPED_EARLY, FAILED, RUNNING = "finished", "stopped_early", "failed", "running"
+INTERRUPTED = "interrupted"  # a search, or its trials, stopped by Ctrl+C: `resume` goes on
 EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "val_uar")
 _MAX_TAG = 5000
 
@@ -304,6 +305,36 @@ def reopen_parent_run(uri: str, parent_run_id: str) -> None:
     mlflow_client.update_run(parent_run_id, status="RUNNING")
 
 
+def interrupt_parent_run(uri: str, parent_run_id: str) -> None:
+    """A search stopped by Ctrl+C: KILLED in MLflow and tagged interrupted until it is resumed."""
+    _, _, RunTag = _entities()
+    mlflow_client = client(uri)
+    mlflow_client.log_batch(parent_run_id, tags=[RunTag(STATUS, INTERRUPTED)])
+    mlflow_client.set_terminated(parent_run_id, "KILLED")
+
+
+def end_stopped_trial_runs(
+    uri: str, experiment_id: str, parent_run_id: str, status: str, reason: str
+) -> int:
+    """Trial runs still ``running`` once ``Tuner.fit`` has returned belong to trials Tune stopped
+    as the search ended (its time limit, or Ctrl+C): ``status`` (stopped_early: truncated, never
+    ranked; interrupted: ``resume`` replaces them), the epochs they reached, KILLED in MLflow."""
+    _, _, RunTag = _entities()
+    mlflow_client = client(uri)
+    runs = trial_runs(uri, experiment_id, parent_run_id)
+    stopped = [r for r in runs if r.data.tags.get(STATUS) == RUNNING]
+    for run in stopped:
+        epochs = len(mlflow_client.get_metric_history(run.info.run_id, "val_acc"))
+        tags = [
+            RunTag(STATUS, status),
+            RunTag("avfusion.epochs_done", str(epochs)),
+            RunTag("avfusion.stop_reason", reason),
+        ]
+        mlflow_client.log_batch(run.info.run_id, tags=tags)
+        mlflow_client.set_terminated(run.info.run_id, "KILLED")
+    return len(stopped)
+
+
 def find_parent_run(uri: str, experiment_id: str, search: str) -> str | None:
     runs = client(uri).search_runs(
         [experiment_id],
@@ -339,11 +370,12 @@ def mark_failed_if_running(uri: str, run_id: str, error: str) -> None:
 
 
 def drop_interrupted_runs(uri: str, experiment_id: str, parent_run_id: str) -> int:
-    """Before a resume: runs still ``running`` belong to trials Tune will start again from
-    scratch, so they are deleted rather than left beside their rerun."""
+    """Before a resume: runs still ``running`` (the driver was killed) or ``interrupted`` (Ctrl+C)
+    belong to trials Tune will start again from scratch, so they are deleted rather than left
+    beside their rerun."""
     mlflow_client = client(uri)
     runs = trial_runs(uri, experiment_id, parent_run_id)
-    interrupted = [r for r in runs if r.data.tags.get(STATUS) == RUNNING]
+    interrupted = [r for r in runs if r.data.tags.get(STATUS) in (RUNNING, INTERRUPTED)]
     for run in interrupted:
         mlflow_client.delete_run(run.info.run_id)
     return len(interrupted)
@@ -441,6 +473,7 @@ def format_leaderboard(
             f"{counts.get(s, 0)} {s.replace('_', ' ')}"
             for s in (FINISHED, STOPPED_EARLY, FAILED, RUNNING)
         )
+        + (f", {counts[INTERRUPTED]} interrupted" if counts.get(INTERRUPTED) else "")
     ]
     header = f"{'#':>3} {'status':<13} {'ep':>3} {'val_acc':>7}"
     header += f" {'oracle':>6} {'ratio':>6}" if oracle else ""

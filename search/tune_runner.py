@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,6 +49,9 @@ class SearchOutcome:
     parent_run_id: str
     leaderboard: Any
     oracle: dict[tuple[str, str], float]
+    # Stopped by Ctrl+C (SIGINT): Tune saved its state, the parent run is KILLED, `resume` goes on.
+    interrupted: bool = False
+    storage_path: str = "ray_results"
 
 
 # -- stores ---------------------------------------------------------------------------------------
@@ -190,7 +195,7 @@ def _callbacks(config: SearchConfig, uri: str, classes: list[str]):
                 return  # its run was complete before the resume; ensure_plots covers its PNGs
             if result.get("finished") == 1:
                 if self.plotter is None:
-                    self.plotter = plots.PlotQueue(config.name, uri, classes)
+                    self.plotter = plots.plot_queue(config.name, uri, classes)
                 self.plotter.plot(run_id)
             else:
                 tracking.mark_stopped(uri, run_id, int(result.get("epoch", 0)))
@@ -397,8 +402,10 @@ def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOu
             verbose=0,
         ),
     )
-    _fit(tuner, config, uri, _classes(stores))
-    return _finish(config, uri, experiment_id, parent_run_id, searcher, _classes(stores))
+    _, interrupted = _fit(tuner, config, uri, _classes(stores))
+    return _finish(
+        config, uri, experiment_id, parent_run_id, searcher, _classes(stores), interrupted
+    )
 
 
 def _quiet_result_logs() -> None:
@@ -407,13 +414,30 @@ def _quiet_result_logs() -> None:
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
-def _fit(tuner, config: SearchConfig, uri: str, classes: list[str]) -> set[str]:
-    """Run the Tuner; the ids of every trial it knows (finished, stopped, errored)."""
+def _interrupt_sentinel(signum, frame):  # a second Ctrl+C after Tune's own: stop at once
+    raise KeyboardInterrupt
+
+
+def _fit(tuner, config: SearchConfig, uri: str, classes: list[str]) -> tuple[set[str], bool]:
+    """Run the Tuner; the ids of every trial it knows (finished, stopped, errored), and whether
+    Ctrl+C (SIGINT) ended it before its budget did.
+
+    Tune catches the first SIGINT itself: it saves the experiment state, stops the trials, puts
+    back the handler it found and returns from ``fit`` as if the search were complete. So a
+    sentinel handler goes in first; finding it back in place afterwards means Tune saw a SIGINT.
+    """
     _quiet_result_logs()
     # The plotter's imports overlap the first trial's instead of delaying the first plots.
-    plots.PlotQueue(config.name, uri, classes).warm_up()
-    results = tuner.fit()
-    return {trial.trial_id for trial in results._experiment_analysis.trials}
+    plots.plot_queue(config.name, uri, classes).warm_up()
+    watch = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _interrupt_sentinel) if watch else None
+    try:
+        results = tuner.fit()
+        interrupted = watch and signal.getsignal(signal.SIGINT) is _interrupt_sentinel
+    finally:
+        if watch:
+            signal.signal(signal.SIGINT, previous)
+    return {trial.trial_id for trial in results._experiment_analysis.trials}, interrupted
 
 
 def resume_search(
@@ -451,13 +475,15 @@ def resume_search(
         resume_unfinished=True,
         resume_errored=False,
     )
-    trial_ids = _fit(tuner, config, uri, _classes(stores))
+    trial_ids, interrupted = _fit(tuner, config, uri, _classes(stores))
     unknown = tracking.drop_unknown_trials(uri, experiment_id, parent_run_id, trial_ids)
     if unknown:
         print(f"search {name}: {unknown} runs of trials lost with the interrupted driver deleted")
     # Tune rebuilt the searcher from its checkpoint; the study for the plots lives there.
     searcher = tuner._local_tuner._tune_config.search_alg
-    return _finish(config, uri, experiment_id, parent_run_id, searcher, _classes(stores))
+    return _finish(
+        config, uri, experiment_id, parent_run_id, searcher, _classes(stores), interrupted
+    )
 
 
 def _classes(stores) -> list[str]:
@@ -471,16 +497,54 @@ def _finish(
     parent_run_id: str,
     searcher,
     classes: list[str],
+    interrupted: bool = False,
 ) -> SearchOutcome:
+    if interrupted:
+        tracking.end_stopped_trial_runs(
+            uri, experiment_id, parent_run_id, tracking.INTERRUPTED, "interrupted (Ctrl+C)"
+        )
+    else:
+        stopped = tracking.end_stopped_trial_runs(
+            uri, experiment_id, parent_run_id, tracking.STOPPED_EARLY, "search time limit"
+        )
+        if stopped:
+            limit = config.budget.time_limit_s
+            print(
+                f"search {config.name}: ended"
+                + (f" at its time limit of {limit:g} s" if limit else "")
+                + f" with {stopped} trials still running; they count as stopped early"
+            )
     table = tracking.leaderboard(uri, experiment_id, parent_run_id)
-    finished = table.loc[table["status"] == tracking.FINISHED, "run_id"].tolist()
-    plots.ensure_plots(config.name, uri, classes, finished)
-    study = getattr(getattr(searcher, "searcher", searcher), "_ot_study", None)
-    tracking.finish_parent_run(uri, parent_run_id, table, study)
     oracle = oracle_table(
         config.stores.root, config.stores.visual_feature, config.stores.audio_feature
     )
+    if interrupted:
+        # Not a finished search: no best trial, no Optuna plots; `resume` reopens the parent run.
+        # The finished trials' PNGs still land if the plotters outlived the Ctrl+C (else resume
+        # draws them).
+        try:
+            plots.ensure_plots(config.name, uri, classes, _finished_runs(table), timeout=60)
+        except Exception as exc:  # noqa: BLE001 - the interrupt must still be recorded
+            print(f"search {config.name}: some trial plots are left for resume ({exc!r:.80})")
+        tracking.interrupt_parent_run(uri, parent_run_id)
+        return SearchOutcome(
+            config.name,
+            uri,
+            experiment_id,
+            parent_run_id,
+            table,
+            oracle,
+            interrupted=True,
+            storage_path=config.storage_path,
+        )
+    plots.ensure_plots(config.name, uri, classes, _finished_runs(table))
+    study = getattr(getattr(searcher, "searcher", searcher), "_ot_study", None)
+    tracking.finish_parent_run(uri, parent_run_id, table, study)
     return SearchOutcome(config.name, uri, experiment_id, parent_run_id, table, oracle)
+
+
+def _finished_runs(table) -> list[str]:
+    return table.loc[table["status"] == tracking.FINISHED, "run_id"].tolist()
 
 
 def search_status(name: str, *, tracking_uri: str | None = None) -> SearchOutcome:

@@ -147,3 +147,78 @@ def test_resume_after_the_driver_is_killed_finishes_without_duplicate_runs(tmp_p
     assert f"{counts['finished']} finished" in lines[0], lines[0]
     rows = [line for line in lines[2:] if line.split()[0].isdigit()]
     assert len(rows) == NUM_TRIALS, status.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_the_search_exits_130_and_resume_finishes_it(tmp_path: Path):
+    """Ctrl+C in a terminal: SIGINT to the whole foreground process group (driver and its local
+    Ray). The search stops cleanly with exit status 130, says how to resume, leaves the parent run
+    KILLED and tagged interrupted and no trial run ``running``; ``resume`` then finishes it."""
+    from mlflow.tracking import MlflowClient
+
+    trials = 6
+    root = write_tiny_stores(tmp_path / "stores")
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    args = search_args(
+        root,
+        tmp_path,
+        "--num-cpus", "2",
+        "--set", f"budget.num_trials={trials}",
+        "--set", "budget.epochs=12",
+        "--set", "budget.grace_period=12",  # no trial stopped by ASHA: each takes a while
+        "--set", "seed=3",
+    )  # fmt: skip
+    log = (tmp_path / "run.log").open("w")
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "search", *args],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and driver.poll() is None:
+            if finished_trial_runs(tmp_path / "mlruns" / "mlflow.db"):
+                break
+            time.sleep(0.2)
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGINT)
+        code = driver.wait(timeout=120)
+    finally:
+        kill_group(driver)
+        log.close()
+    output = (tmp_path / "run.log").read_text()
+    assert code == 130, f"exit {code}:\n{output[-4000:]}"
+    assert f"python -m search resume demo --storage {tmp_path}/ray_results" in output, output[
+        -2000:
+    ]
+    assert "leaderboard so far" in output
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("demo")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parent = next(r for r in runs if r.data.tags.get("avfusion.kind") == "search")
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags["avfusion.status"] == "interrupted"
+    statuses = [r.data.tags["avfusion.status"] for r in runs if r is not parent]
+    assert "running" not in statuses and "finished" in statuses, statuses
+    assert len(statuses) < trials, "the search ended before Ctrl+C reached it"
+
+    resumed = run_cli(
+        "search",
+        ["resume", "demo", "--storage", str(tmp_path / "ray_results"), "--num-cpus", "2"],
+        tmp_path,
+        timeout=300,
+    )
+    (tmp_path / "resume.log").write_text(resumed.stdout + resumed.stderr)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-5000:]
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["avfusion.status"] == "finished"
+    trial_runs = [r for r in runs if r.data.tags.get("avfusion.kind") == "trial"]
+    trial_ids = [r.data.tags["avfusion.trial_id"] for r in trial_runs]
+    assert len(trial_ids) == len(set(trial_ids)) == trials, sorted(trial_ids)
+    assert {r.data.tags["avfusion.status"] for r in trial_runs} <= TERMINAL
