@@ -43,6 +43,8 @@ fractions of the best (0.95, 0.90, 0.85), where more configurations qualify.
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
 import math
 import statistics
@@ -215,13 +217,25 @@ def trial_of(config, params: dict[str, Any], seed: int):
     )
 
 
+@functools.cache
+def trainables_code() -> str:
+    """sha256 of the trainables package's sources: a cached val_acc holds only for the code that
+    trained it, so a change to the models or the training loop retrains the grid."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "trainables").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def cache_key(config, params: dict[str, Any], checksums: dict[str, str], seed: int = 0) -> str:
-    """The full trial config (what ``search.trial.run_trial`` trains) plus both stores' checksums."""
+    """The full trial config (what ``search.trial.run_trial`` trains), both stores' checksums and
+    the trainables code."""
     visual, audio = params["visual_feature"], params["audio_feature"]
     trial = trial_of(config, params, seed)
     return json.dumps(
         {
             **trial.model_dump(),
+            "trainables_code": trainables_code(),
             "visual_feature": visual,
             "audio_feature": audio,
             "visual_checksum": checksums[f"visual/{visual}"],
