@@ -7,7 +7,9 @@ resized to 224×224; a frame without a face passes whole, resized.
 The geometry is plain: the detector's box (left, top, right, bottom) keeps its centre and grows
 by ``extend`` in width and height; with ``align`` the crop is rotated about that centre so the line
 through the two eye centres (5-point landmarks) is level. One affine warp (PIL, bilinear) maps the
-rotated, extended box onto the ``size``×``size`` crop.
+rotated, extended box onto the ``size``×``size`` crop. With ``chip: dlib`` the crop is instead
+``dlib.get_face_chip`` of the 5 landmarks (``chip_padding``), the alignment dlib's 128-d face
+descriptor was trained on, so ``dlib-resnet`` sees exactly what ``compute_face_descriptor`` would.
 """
 
 from __future__ import annotations
@@ -38,6 +40,18 @@ class Face:
         first, second = self.landmarks[0:2].mean(axis=0), self.landmarks[2:4].mean(axis=0)
         left, right = (first, second) if first[0] <= second[0] else (second, first)
         return math.atan2(right[1] - left[1], right[0] - left[0])
+
+    def rectangle(self) -> dlib.rectangle:
+        """The detector's box as dlib's (inclusive) rectangle, in frame pixels."""
+        left, top, right, bottom = self.box
+        return dlib.rectangle(round(left), round(top), round(right - 1), round(bottom - 1))
+
+    def shape(self) -> dlib.full_object_detection:
+        """The 5 landmarks as the dlib shape the predictor returned."""
+        if self.landmarks is None:
+            raise ValueError("this face has no landmarks (alignment was off)")
+        points = [dlib.point(round(x - 0.5), round(y - 0.5)) for x, y in self.landmarks]
+        return dlib.full_object_detection(self.rectangle(), points)
 
 
 def extended_box(
@@ -125,10 +139,7 @@ class FaceCropper:
         )
         landmarks = None
         if self._landmarks is not None:
-            rect = dlib.rectangle(
-                *(round(value) for value in (box[0], box[1], box[2] - 1, box[3] - 1))
-            )
-            shape = self._landmarks(frame, rect)
+            shape = self._landmarks(frame, Face(box=box, landmarks=None).rectangle())
             landmarks = np.array([(p.x + 0.5, p.y + 0.5) for p in shape.parts()], dtype=np.float64)
         return Face(box=box, landmarks=landmarks)
 
@@ -136,6 +147,13 @@ class FaceCropper:
         """The aligned crop of ``face``, or the whole frame resized when there is none."""
         if face is None:
             return whole_frame(frame, self.spec.size)
+        if self.spec.chip == "dlib":
+            return dlib.get_face_chip(
+                np.ascontiguousarray(frame),
+                face.shape(),
+                size=self.spec.size,
+                padding=self.spec.chip_padding,
+            )
         centre_x, centre_y, width, height = extended_box(face.box, self.spec.extend)
         angle = face.angle if self.spec.align else 0.0
         return warp(

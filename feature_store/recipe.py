@@ -163,6 +163,20 @@ class FaceSpec(_Section):
         0.3, ge=0, le=2, description="extend the face box by this ratio (paper: 30 %)"
     )
     size: int = Field(224, ge=32, le=1024, description="side of the square face crop (paper: 224)")
+    chip: Literal["extended-box", "dlib"] = Field(
+        "extended-box",
+        description="extended-box: the paper's crop above; dlib: dlib.get_face_chip from the 5 "
+        "landmarks (the alignment dlib's face descriptor was trained on; use with size 150)",
+    )
+    chip_padding: float = Field(
+        0.25, ge=0, le=2, description="padding of a dlib chip around the landmarks (dlib: 0.25)"
+    )
+
+    @model_validator(mode="after")
+    def _chip_needs_landmarks(self) -> FaceSpec:
+        if self.chip == "dlib" and not self.align:
+            raise ValueError("chip 'dlib' aligns on the 5-point landmarks: it needs align: true")
+        return self
 
 
 class BackboneSpec(_Section):

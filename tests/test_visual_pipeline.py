@@ -323,3 +323,40 @@ def test_every_enhancement_has_the_dim_it_promises(smooth_crops, name):
     out = enhancement(smooth_crops, pair, batch_size=16)
     assert out.shape == (2, enhancement.out_dim([b.dim for b in pair]))
     assert torch.isfinite(out).all()
+
+
+def test_dlib_chip_gives_dlib_resnet_exactly_dlibs_own_descriptor(video):
+    """With ``chip: dlib`` the crop is dlib's face chip, so our batched dlib-resnet backbone must
+    return what dlib's reference ``compute_face_descriptor(frame, shape)`` computes from the frame
+    and the 5-point shape (it cuts the same 150×150 chip internally)."""
+    import dlib
+    import face_recognition_models
+
+    spec = FaceSpec(chip="dlib", size=150)
+    cropper = FaceCropper(spec)
+    backbone = make_backbone(BackboneSpec(name="dlib-resnet"))
+    reference = dlib.face_recognition_model_v1(
+        face_recognition_models.face_recognition_model_location()
+    )
+    predictor = dlib.shape_predictor(
+        face_recognition_models.pose_predictor_five_point_model_location()
+    )
+    frames = decode_frames(video).frames
+    checked = 0
+    for frame in frames:
+        crop, face = cropper(frame)
+        assert crop.shape == (150, 150, 3) and crop.dtype == np.uint8
+        if face is None:
+            continue
+        ours = backbone(torch.from_numpy(crop[None]).permute(0, 3, 1, 2).float() / 255)[0]
+        shape = predictor(frame, face.rectangle())
+        assert [(p.x, p.y) for p in shape.parts()] == [(p.x, p.y) for p in face.shape().parts()]
+        theirs = np.asarray(reference.compute_face_descriptor(frame, shape))
+        assert np.abs(ours.numpy() - theirs).max() < 1e-5
+        checked += 1
+    assert checked == 5  # six frames, one without a face
+
+
+def test_dlib_chip_needs_alignment():
+    with pytest.raises(ValueError, match="needs align: true"):
+        FaceSpec(chip="dlib", align=False)
