@@ -59,6 +59,19 @@ def kill_group(process: subprocess.Popen) -> None:
         time.sleep(0.2)
 
 
+def resume(work: Path):
+    """``python -m search resume demo`` on the search under ``work``; it must succeed."""
+    resumed = run_cli(
+        "search",
+        ["resume", "demo", "--storage", str(work / "ray_results"), "--num-cpus", "2"],
+        work,
+        timeout=300,
+    )
+    (work / "resume.log").write_text(resumed.stdout + resumed.stderr)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-5000:]
+    return resumed
+
+
 @pytest.mark.slow
 def test_resume_after_the_driver_is_killed_finishes_without_duplicate_runs(tmp_path: Path):
     from mlflow.tracking import MlflowClient
@@ -100,15 +113,8 @@ def test_resume_after_the_driver_is_killed_finishes_without_duplicate_runs(tmp_p
     before = finished_trial_runs(db)
     assert len(before) < NUM_TRIALS, "the search ended before it could be interrupted"
 
-    resumed = run_cli(
-        "search",
-        ["resume", "demo", "--storage", str(tmp_path / "ray_results"), "--num-cpus", "2"],
-        tmp_path,
-        timeout=240,
-    )
-    (tmp_path / "resume.log").write_text(resumed.stdout + resumed.stderr)
+    resumed = resume(tmp_path)
     print(f"{time.time() - started:.1f} s: resumed")
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-5000:]
     assert "leaderboard" in resumed.stdout and uri in resumed.stdout
 
     client = MlflowClient(uri)
@@ -206,14 +212,7 @@ def test_ctrl_c_saves_the_search_exits_130_and_resume_finishes_it(tmp_path: Path
     assert "running" not in statuses and "finished" in statuses, statuses
     assert len(statuses) < trials, "the search ended before Ctrl+C reached it"
 
-    resumed = run_cli(
-        "search",
-        ["resume", "demo", "--storage", str(tmp_path / "ray_results"), "--num-cpus", "2"],
-        tmp_path,
-        timeout=300,
-    )
-    (tmp_path / "resume.log").write_text(resumed.stdout + resumed.stderr)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-5000:]
+    resume(tmp_path)
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     parent = client.get_run(parent.info.run_id)
     assert parent.info.status == "FINISHED"
