@@ -245,6 +245,21 @@ def cache_key(config, params: dict[str, Any], checksums: dict[str, str], seed: i
     )
 
 
+def store_paths(config) -> dict[str, str]:
+    """ "visual/VARIANT" / "audio/VARIANT" -> store folder, for every variant the space uses."""
+    return {
+        f"{modality}/{variant}": str(config.stores.path(modality, variant))
+        for modality in ("visual", "audio")
+        for variant in getattr(config.stores, f"{modality}_feature")
+    }
+
+
+def store_checksums(paths: dict[str, str]) -> dict[str, str]:
+    import feature_store
+
+    return {name: feature_store.open_store(path).checksum for name, path in paths.items()}
+
+
 _LOADED: dict[str, Any] = {}
 
 
@@ -276,14 +291,8 @@ def evaluate_grid(config, args: argparse.Namespace) -> dict[str, list[float]]:
 
     from tqdm import tqdm
 
-    import feature_store
-
-    paths = {
-        f"{modality}/{variant}": str(config.stores.path(modality, variant))
-        for modality in ("visual", "audio")
-        for variant in getattr(config.stores, f"{modality}_feature")
-    }
-    checksums = {name: feature_store.open_store(path).checksum for name, path in paths.items()}
+    paths = store_paths(config)
+    checksums = store_checksums(paths)
     table: dict[str, float] = json.loads(args.cache.read_text()) if args.cache.is_file() else {}
     configs = grid(config)
     seeds = range(args.train_seeds)
@@ -355,15 +364,7 @@ def main() -> int:
     per_seed = evaluate_grid(config, args)
     table = {key: statistics.mean(values) for key, values in per_seed.items()}
 
-    import feature_store
-
-    checksums = {
-        f"{modality}/{variant}": feature_store.open_store(
-            config.stores.path(modality, variant)
-        ).checksum
-        for modality in ("visual", "audio")
-        for variant in getattr(config.stores, f"{modality}_feature")
-    }
+    checksums = store_checksums(store_paths(config))
     visual, audio, space = SPACES[args.space]
     best_key = max(table, key=table.__getitem__)
     best = table[best_key]

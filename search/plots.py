@@ -117,12 +117,16 @@ _QUEUES: dict[tuple[str, str], PlotQueue] = {}
 
 def plot_queue(search: str, uri: str, classes: list[str]) -> PlotQueue:
     """This driver's queue for ``search`` (made on first use in this Ray job)."""
-    import ray
-
-    key = (ray.get_runtime_context().get_job_id(), search)
+    key = _queue_key(search)
     if key not in _QUEUES:
         _QUEUES[key] = PlotQueue(search, uri, classes)
     return _QUEUES[key]
+
+
+def _queue_key(search: str) -> tuple[str, str]:
+    import ray
+
+    return ray.get_runtime_context().get_job_id(), search
 
 
 def ensure_plots(
@@ -142,6 +146,6 @@ def ensure_plots(
         if missing:
             ray.get([queue.plot(r) for r in missing], timeout=timeout)
     finally:
-        _QUEUES.pop((ray.get_runtime_context().get_job_id(), search), None)
+        _QUEUES.pop(_queue_key(search), None)
         for actor in queue.actors:
             ray.kill(actor)

@@ -51,7 +51,7 @@ class SearchOutcome:
     oracle: dict[tuple[str, str], float]
     # Stopped by Ctrl+C (SIGINT): Tune saved its state, the parent run is KILLED, `resume` goes on.
     interrupted: bool = False
-    storage_path: str = "ray_results"
+    storage_path: str = "ray_results"  # where Tune keeps the search's state (for `resume`)
 
 
 # -- stores ---------------------------------------------------------------------------------------
@@ -499,52 +499,48 @@ def _finish(
     classes: list[str],
     interrupted: bool = False,
 ) -> SearchOutcome:
-    if interrupted:
-        tracking.end_stopped_trial_runs(
-            uri, experiment_id, parent_run_id, tracking.INTERRUPTED, "interrupted (Ctrl+C)"
-        )
-    else:
-        stopped = tracking.end_stopped_trial_runs(
-            uri, experiment_id, parent_run_id, tracking.STOPPED_EARLY, "search time limit"
-        )
-        if stopped:
-            limit = config.budget.time_limit_s
-            print(
-                f"search {config.name}: ended"
-                + (f" at its time limit of {limit:g} s" if limit else "")
-                + f" with {stopped} trials still running; they count as stopped early"
-            )
-    table = tracking.leaderboard(uri, experiment_id, parent_run_id)
-    oracle = oracle_table(
-        config.stores.root, config.stores.visual_feature, config.stores.audio_feature
+    # Trials Tune stopped as the search ended: Ctrl+C (resume replaces them) or the time limit.
+    status, reason = (
+        (tracking.INTERRUPTED, "interrupted (Ctrl+C)")
+        if interrupted
+        else (tracking.STOPPED_EARLY, "search time limit")
     )
+    stopped = tracking.end_stopped_trial_runs(uri, experiment_id, parent_run_id, status, reason)
+    if stopped and not interrupted:
+        limit = config.budget.time_limit_s
+        print(
+            f"search {config.name}: ended"
+            + (f" at its time limit of {limit:g} s" if limit else "")
+            + f" with {stopped} trials still running; they count as stopped early"
+        )
+    table = tracking.leaderboard(uri, experiment_id, parent_run_id)
+    finished = table.loc[table["status"] == tracking.FINISHED, "run_id"].tolist()
     if interrupted:
         # Not a finished search: no best trial, no Optuna plots; `resume` reopens the parent run.
         # The finished trials' PNGs still land if the plotters outlived the Ctrl+C (else resume
         # draws them).
         try:
-            plots.ensure_plots(config.name, uri, classes, _finished_runs(table), timeout=60)
+            plots.ensure_plots(config.name, uri, classes, finished, timeout=60)
         except Exception as exc:  # noqa: BLE001 - the interrupt must still be recorded
             print(f"search {config.name}: some trial plots are left for resume ({exc!r:.80})")
         tracking.interrupt_parent_run(uri, parent_run_id)
-        return SearchOutcome(
-            config.name,
-            uri,
-            experiment_id,
-            parent_run_id,
-            table,
-            oracle,
-            interrupted=True,
-            storage_path=config.storage_path,
-        )
-    plots.ensure_plots(config.name, uri, classes, _finished_runs(table))
-    study = getattr(getattr(searcher, "searcher", searcher), "_ot_study", None)
-    tracking.finish_parent_run(uri, parent_run_id, table, study)
-    return SearchOutcome(config.name, uri, experiment_id, parent_run_id, table, oracle)
-
-
-def _finished_runs(table) -> list[str]:
-    return table.loc[table["status"] == tracking.FINISHED, "run_id"].tolist()
+    else:
+        plots.ensure_plots(config.name, uri, classes, finished)
+        study = getattr(getattr(searcher, "searcher", searcher), "_ot_study", None)
+        tracking.finish_parent_run(uri, parent_run_id, table, study)
+    oracle = oracle_table(
+        config.stores.root, config.stores.visual_feature, config.stores.audio_feature
+    )
+    return SearchOutcome(
+        config.name,
+        uri,
+        experiment_id,
+        parent_run_id,
+        table,
+        oracle,
+        interrupted=interrupted,
+        storage_path=config.storage_path,
+    )
 
 
 def search_status(name: str, *, tracking_uri: str | None = None) -> SearchOutcome:
