@@ -38,7 +38,7 @@ def test_attention_padding_is_not_a_colour_of_the_scale(tmp_path):
     image = imread(path)[..., :3]
     # Sample the two cells in the last column of the panel: uniform (row 0) and padding (row 1).
     panel = image[:, : image.shape[1] * 3 // 4]
-    dark = np.nonzero((panel.sum(axis=2) < 0.5))  # the axes frame is black
+    dark = np.nonzero(panel.sum(axis=2) < 0.5)  # the axes frame is black
     top, bottom = dark[0].min(), dark[0].max()
     left, right = dark[1].min(), dark[1].max()
     x = right - (right - left) // 12
@@ -48,7 +48,9 @@ def test_attention_padding_is_not_a_colour_of_the_scale(tmp_path):
 
 
 def test_trial_label_reads_configs_and_run_params():
-    config = TrialConfig(visual_attention="relation", audio_attention="transformer", fusion="concat")
+    config = TrialConfig(
+        visual_attention="relation", audio_attention="transformer", fusion="concat"
+    )
     assert config.label("f-mean", "logmel") == "f-mean+logmel relation/transformer concat"
     params = {
         "visual_feature": "f-mean",
