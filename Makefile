@@ -36,8 +36,16 @@ lint: setup
 test: lint
 	$(VENV)/bin/pytest -q
 
-ui: setup
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root ./mlruns/artifacts --host 127.0.0.1 --port $(MLFLOW_UI_PORT)
+# The UI needs MLflow alone: the project's venv when it exists, else a small one with only MLflow.
+UI_VENV ?= .venv-ui
+UI_MLFLOW := $(if $(wildcard $(VENV)/bin/mlflow),$(VENV)/bin/mlflow,$(UI_VENV)/bin/mlflow)
+
+$(UI_VENV)/bin/mlflow:
+	@test -x $(UI_VENV)/bin/python || $(PYTHON) -m venv $(UI_VENV)
+	$(UI_VENV)/bin/python -m pip install -q "mlflow>=2.10"
+
+ui: $(UI_MLFLOW)
+	$(UI_MLFLOW) ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root ./mlruns/artifacts --host 127.0.0.1 --port $(MLFLOW_UI_PORT)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(UI_VENV) .pytest_cache .ruff_cache

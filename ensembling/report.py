@@ -91,11 +91,17 @@ def summary(ensemble: Ensemble, *, source: dict, mlflow_run_id: str | None) -> d
     }
 
 
+def _source_name(info: dict) -> str:
+    """The experiment an ensemble was built from, or its score folders."""
+    source = info["source"]
+    return source.get("experiment") or ", ".join(source.get("dirs", [])) or "?"
+
+
 def render(info: dict) -> str:
     """The markdown report of an ``ensemble.json``; ``show`` prints the same text."""
     ins, cv, best = info["in_sample"], info["cross_validated"], info["best_single"]
     source = info["source"]
-    where = source.get("experiment") or ", ".join(source.get("dirs", [])) or "?"
+    where = _source_name(info)
     skipped = ", ".join(f"{n} {status}" for status, n in source.get("skipped", {}).items())
     recipe = info["recipe"]
     lines = [
@@ -173,11 +179,11 @@ def _plot_confusion(counts: np.ndarray, path: Path, title: str) -> None:
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="share of the true class")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=160)
     plt.close(fig)
 
 
-def _plot_trajectory(ensemble: Ensemble, path: Path) -> None:
+def _plot_trajectory(ensemble: Ensemble, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -203,12 +209,23 @@ def _plot_trajectory(ensemble: Ensemble, path: Path) -> None:
         )
         ax.set_xlabel("selection step")
     ax.axhline(
-        ensemble.best_single_figures.acc, color="green", linestyle=":", label="best single (acc)"
+        ensemble.best_single_figures.acc,
+        color="green",
+        linestyle=":",
+        label="best single trial (val acc, selected on val)",
+    )
+    cross_validated = ensemble.cross_validated
+    ax.axhline(
+        cross_validated.acc,
+        color="purple",
+        linestyle="-.",
+        label=f"ensemble, {cross_validated.folds}-fold CV of the selection (acc)",
     )
     ax.set_ylabel(f"validation {selection.objective} (in-sample)")
-    ax.legend(loc="lower right")
+    ax.set_title(f"greedy ensemble selection — {title}")
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=160)
     plt.close(fig)
 
 
@@ -234,8 +251,12 @@ def _write_files(ensemble: Ensemble, info: dict, directory: Path) -> None:
             archive.writestr(f"{clip_id}.txt", emotion)
     (directory / "report.md").write_text(render(info))
     counts = confusion(ensemble.val_probs.argmax(axis=1), scores.labels_val, len(CLASSES))
-    _plot_confusion(counts, directory / "confusion_val.png", "ensemble, validation (in-sample)")
-    _plot_trajectory(ensemble, directory / "trajectory.png")
+    _plot_confusion(
+        counts,
+        directory / "confusion_val.png",
+        f"val (in-sample) — ensemble of {_source_name(info)}",
+    )
+    _plot_trajectory(ensemble, directory / "trajectory.png", _source_name(info))
 
 
 def write(ensemble: Ensemble, out: Path, info: dict, *, force: bool = False) -> Path:

@@ -1,4 +1,4 @@
-"""Each finished trial's PNGs (``confusion_val.png``, ``attention.png``), drawn off its critical path.
+"""Each finished trial's PNGs (``confusion_val.png``, ``attention_val.png``), drawn off its critical path.
 
 Drawing the two matplotlib figures costs a trivial trial more than its training (1-2 s on two
 busy cores), so the trial uploads only ``scores.npz`` and ``attention.json`` and a Ray actor
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from search import tracking
 
-PLOTS = ("confusion_val.png", "attention.png")
+PLOTS = ("confusion_val.png", "attention_val.png")
 # Drawing one trial's PNGs takes ~0.5 s of one core; two drawers keep up with trivial trials.
 PLOTTERS = 2
 logger = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ def draw_plots(uri: str, run_id: str, classes: list[str]) -> None:
     import numpy as np
 
     from trainables import plots
+    from trainables.config import trial_label
 
     client = tracking.client(uri)
     with tempfile.TemporaryDirectory() as folder:
@@ -38,12 +39,14 @@ def draw_plots(uri: str, run_id: str, classes: list[str]) -> None:
         attention = json.loads(
             Path(client.download_artifacts(run_id, "attention.json", folder)).read_text()
         )
+        params = client.get_run(run_id).data.params
+        title = f"val — {trial_label(params)}"
         out = Path(folder, "png")
         out.mkdir()
         plots.plot_confusion(
-            scores["labels_val"], scores["val"], classes, out / PLOTS[0], title="val"
+            scores["labels_val"], scores["val"], classes, out / PLOTS[0], title=title
         )
-        plots.plot_attention(attention, out / PLOTS[1])
+        plots.plot_attention(attention, out / PLOTS[1], classes, title=title)
         client.log_artifacts(run_id, str(out))
 
 

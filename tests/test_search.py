@@ -171,7 +171,7 @@ def test_smoke_search_records_every_trial_in_mlflow(smoke):
         assert "config.yaml" in artifacts
         if tags["avfusion.status"] == "finished":
             assert run.info.status == "FINISHED"
-            assert {"scores.npz", "confusion_val.png", "attention.png"} <= artifacts
+            assert {"scores.npz", "confusion_val.png", "attention_val.png"} <= artifacts
             history = client.get_metric_history(run.info.run_id, "val_acc")
             assert [m.step for m in history] == [1, 2]
             scores = np.load(

@@ -176,7 +176,9 @@ def test_smoke_search_on_a_two_node_cluster_with_an_mlflow_server(tmp_path: Path
             artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
             assert "config.yaml" in artifacts
             if run.data.tags["avfusion.status"] == "finished":
-                assert {"scores.npz", "confusion_val.png", "attention.png"} <= artifacts, artifacts
+                assert {"scores.npz", "confusion_val.png", "attention_val.png"} <= artifacts, (
+                    artifacts
+                )
             else:
                 assert run.data.tags["avfusion.status"] == "stopped_early"
         assert any(r.data.tags["avfusion.status"] == "finished" for r in trials)

@@ -142,7 +142,7 @@ def test_resume_after_the_driver_is_killed_finishes_without_duplicate_runs(tmp_p
     assert finished
     for run in finished:
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"scores.npz", "confusion_val.png", "attention.png"} <= artifacts, artifacts
+        assert {"scores.npz", "confusion_val.png", "attention_val.png"} <= artifacts, artifacts
     assert parents[0].data.tags["avfusion.best_run_id"] in {r.info.run_id for r in finished}
 
     status = run_cli("search", ["status", "demo", "--tracking-uri", uri], tmp_path)

@@ -94,14 +94,17 @@ def _run_fit(args: argparse.Namespace) -> int:
         (out / "metrics.json").write_text(
             json.dumps({**result.metrics, "history": result.history}, indent=2)
         )
+        label = config.label(*(store.path.name for store in stores))
         plot_confusion(
             result.scores["labels_val"],
             result.scores["val"],
             stores[0].classes,
             out / "confusion_val.png",
-            title="val",
+            title=f"val — {label}",
         )
-        plot_attention(result.attention, out / "attention_val.png")
+        plot_attention(
+            result.attention, out / "attention_val.png", stores[0].classes, title=f"val — {label}"
+        )
         print(
             f"wrote {out}/scores.npz, config.yaml, metrics.json, confusion_val.png, attention_val.png"
         )

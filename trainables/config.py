@@ -70,6 +70,25 @@ class TrialConfig(BaseModel):
     def _known_fusion(cls, name: str) -> str:
         return FUSIONS.check(name)
 
+    def label(self, visual_feature: str | None = None, audio_feature: str | None = None) -> str:
+        """This trial's ``trial_label``."""
+        return trial_label(self.model_dump(), visual_feature, audio_feature)
+
+
+def trial_label(
+    config: Mapping[str, Any], visual_feature: str | None = None, audio_feature: str | None = None
+) -> str:
+    """What a reader needs to tell trials apart, e.g. ``f-mean+logmel relation/transformer
+    concat``: the store variants, the visual/audio attention and the fusion. ``config`` may be a
+    trial run's MLflow params (strings), which also name the variants."""
+    visual_feature = visual_feature or config.get("visual_feature")
+    audio_feature = audio_feature or config.get("audio_feature")
+    features = "+".join(str(f) for f in (visual_feature, audio_feature) if f)
+    model = (
+        f"{config.get('visual_attention')}/{config.get('audio_attention')} {config.get('fusion')}"
+    )
+    return f"{features} {model}" if features else model
+
 
 def _plain(value: Any) -> Any:
     """numpy scalars (as Ray/Optuna hand them out) as the Python scalars pydantic expects."""

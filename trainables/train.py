@@ -46,7 +46,7 @@ class TrialResult:
     history: list[dict[str, Any]]
     metrics: dict[str, Any]
     scores: dict[str, np.ndarray]
-    attention: dict[str, list[Any]]
+    attention: dict[str, Any]
     timing: dict[str, float] = field(default_factory=dict)
 
     def save_scores(self, path: str | os.PathLike[str]) -> Path:
@@ -336,15 +336,21 @@ def train_trial(
 
 
 @torch.no_grad()
-def attention_sample(
-    model: EmotionModel, val: SplitTensors, config: TrialConfig
-) -> dict[str, list[Any]]:
-    """Per-frame attention weights of the first few validation clips (trimmed to their lengths)."""
+def attention_sample(model: EmotionModel, val: SplitTensors, config: TrialConfig) -> dict[str, Any]:
+    """Per-frame attention weights of the first few validation clips (trimmed to their lengths),
+    with the clips' true and predicted classes and each modality's attention kind."""
     model.eval()
     count = min(ATTENTION_CLIPS, len(val))
     index = torch.arange(count, device=val.labels.device)
-    model(**model_inputs(val, index, config))
-    sample: dict[str, list[Any]] = {"clip_ids": val.clip_ids[:count], "visual": [], "audio": []}
+    predicted = model(**model_inputs(val, index, config)).argmax(dim=1)
+    sample: dict[str, Any] = {
+        "clip_ids": val.clip_ids[:count],
+        "labels": val.labels[:count].tolist(),
+        "predicted": predicted.tolist(),
+        "kinds": {"visual": config.visual_attention, "audio": config.audio_attention},
+        "visual": [],
+        "audio": [],
+    }
     for modality, pool in (("visual", model.visual_pool), ("audio", model.audio_pool)):
         if pool is None or pool.weights is None:
             continue
