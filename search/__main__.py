@@ -3,6 +3,7 @@
 python -m search run conf/search/demo.yaml [--set budget.num_trials=8] [--smoke-test]
 python -m search resume demo
 python -m search status demo
+python -m search report demo
 """
 
 from __future__ import annotations
@@ -109,6 +110,26 @@ def _run_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_report(parser: argparse.ArgumentParser) -> None:
+    _add_status(parser)
+    parser.add_argument("--out", default=None, help="also write report.md and table2.png here")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from search.report import write_report
+    from search.tune_runner import search_status
+
+    outcome = search_status(args.name, tracking_uri=args.tracking_uri)
+    text, folder = write_report(outcome, Path(args.out) if args.out else None)
+    print(text, end="")
+    print(
+        f"\nwrote {folder}/report.md and table2.png; logged to parent run {outcome.parent_run_id}"
+    )
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "run": Command(
         "run a search from a config (Ray Tune + Optuna TPE + ASHA, MLflow)",
@@ -117,6 +138,11 @@ COMMANDS: dict[str, Command] = {
     ),
     "resume": Command("continue an interrupted search where it stopped", _add_resume, _run_resume),
     "status": Command("print a search's leaderboard so far, from MLflow", _add_status, _run_status),
+    "report": Command(
+        "the paper's Table 2 and 3 from a search, with bootstrap marks (logged to MLflow)",
+        _add_report,
+        _run_report,
+    ),
 }
 
 

@@ -5,6 +5,7 @@ Ray (2 CPUs) with every trial in MLflow, a failing trial recorded as failed, and
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 import time
@@ -205,6 +206,44 @@ def test_status_prints_the_leaderboard_and_run_refuses_an_existing_name(smoke):
     assert "finished" in status.stdout and "failed" in status.stdout
     again = run_cli("search", search_args(work / "stores", work), work)
     assert again.returncode == 2 and "search resume demo" in again.stderr
+
+
+@pytest.mark.slow
+def test_report_tables_count_every_finished_trial_and_are_logged(smoke):
+    from mlflow.tracking import MlflowClient
+
+    work, _ = smoke
+    uri = f"sqlite:///{work}/mlruns/mlflow.db"
+    result = run_cli("search", ["report", "demo", "--tracking-uri", uri, "--out", "report"], work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (work / "report" / "report.md").read_text()
+    assert "## Table 2 — fbp" in text and "## Table 2 — concat" in text
+    assert "## Table 3 — per visual feature" in text and "selected on val" in text
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("demo")
+    trials = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`avfusion.kind` = 'trial' and tags.`avfusion.status` = 'finished'",
+    )
+    table2 = text.split("## Table 3")[0]
+    counted = sum(int(n) for n in re.findall(r"\(n=(\d+)\)", table2))
+    assert counted == len(trials) > 0
+    assert f"| basic | {max(r.data.metrics['val_acc'] for r in trials):.3f}" in text
+    parent = client.search_runs([experiment.experiment_id], "tags.`avfusion.kind` = 'search'")[0]
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.md", "report/table2.png"} <= logged
+
+
+def test_paired_bootstrap_needs_a_real_difference():
+    from search.report import paired_bootstrap_supports
+
+    rng = np.random.default_rng(0)
+    hits = rng.random(400) < 0.5
+    noisy = hits.copy()
+    noisy[rng.choice(400, 8, replace=False)] ^= True  # 8 of 400 clips flipped: no real gap
+    assert not paired_bootstrap_supports(hits, noisy)
+    better = hits | (rng.random(400) < 0.3)  # about 15 points more right
+    assert paired_bootstrap_supports(better, hits)
 
 
 @pytest.mark.parametrize(
