@@ -370,3 +370,34 @@ class WebDriver:
 
     def quit(self) -> None:
         self._call("DELETE", f"/session/{self.session}")
+
+
+def test_grouped_asha_judges_fbp_against_fbp_only():
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    from search.schedulers import GroupedASHA
+
+    options = dict(time_attr="training_iteration", max_t=10, grace_period=1, reduction_factor=2)
+    trials = [  # concatenation learns fast, FBP starts slow
+        (SimpleNamespace(trial_id="a", config={"fusion": "concat"}), 0.60),
+        (SimpleNamespace(trial_id="b", config={"fusion": "concat"}), 0.55),
+        (SimpleNamespace(trial_id="c", config={"fusion": "fbp"}), 0.20),
+        (SimpleNamespace(trial_id="d", config={"fusion": "fbp"}), 0.25),
+    ]
+    decisions = {}
+    for name, scheduler in (
+        ("one", ASHAScheduler(**options)),
+        ("grouped", GroupedASHA("fusion", **options)),
+    ):
+        scheduler.set_search_properties("val_acc", "max")
+        for trial, _ in trials:
+            scheduler.on_trial_add(None, trial)
+        decisions[name] = [
+            scheduler.on_trial_result(None, trial, {"training_iteration": 1, "val_acc": value})
+            for trial, value in trials
+        ]
+    stop, go = TrialScheduler.STOP, TrialScheduler.CONTINUE
+    assert decisions["one"][2:] == [stop, stop]  # one ASHA cuts both FBP trials at the first rung
+    assert decisions["grouped"] == [go, stop, go, go]
