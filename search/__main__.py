@@ -3,6 +3,7 @@
 python -m search run conf/search/demo.yaml [--set budget.num_trials=8] [--smoke-test]
 python -m search resume demo
 python -m search status demo
+python -m search confirm demo --top 5 --seeds 3
 python -m search report demo
 """
 
@@ -130,6 +131,27 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_confirm(parser: argparse.ArgumentParser) -> None:
+    _add_status(parser)
+    parser.add_argument("--top", type=int, default=5, help="the K best finished trials (5)")
+    parser.add_argument("--seeds", type=int, default=3, help="fresh seeds per trial (3)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
+
+
+def _run_confirm(args: argparse.Namespace) -> int:
+    from search.confirm import confirm_search, format_confirmed
+
+    results = confirm_search(
+        args.name,
+        top=args.top,
+        seeds=args.seeds,
+        tracking_uri=args.tracking_uri,
+        num_cpus=args.num_cpus,
+    )
+    print(format_confirmed(results))
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "run": Command(
         "run a search from a config (Ray Tune + Optuna TPE + ASHA, MLflow)",
@@ -138,6 +160,11 @@ COMMANDS: dict[str, Command] = {
     ),
     "resume": Command("continue an interrupted search where it stopped", _add_resume, _run_resume),
     "status": Command("print a search's leaderboard so far, from MLflow", _add_status, _run_status),
+    "confirm": Command(
+        "retrain the best trials with fresh seeds (MLflow runs tagged avfusion.kind=confirm)",
+        _add_confirm,
+        _run_confirm,
+    ),
     "report": Command(
         "the paper's Table 2 and 3 from a search, with bootstrap marks (logged to MLflow)",
         _add_report,

@@ -234,6 +234,38 @@ def test_report_tables_count_every_finished_trial_and_are_logged(smoke):
     assert {"report/report.md", "report/table2.png"} <= logged
 
 
+@pytest.mark.slow
+def test_confirm_retrains_the_best_with_fresh_seeds_and_the_report_ranks_by_the_mean(smoke):
+    from mlflow.tracking import MlflowClient
+
+    work, _ = smoke
+    uri = f"sqlite:///{work}/mlruns/mlflow.db"
+    args = ["confirm", "demo", "--top", "2", "--seeds", "2", "--num-cpus", "2"]
+    result = run_cli("search", [*args, "--tracking-uri", uri], work, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("demo")
+    finished = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`avfusion.kind` = 'trial' and tags.`avfusion.status` = 'finished'",
+        order_by=["metrics.val_acc DESC"],
+    )
+    confirms = client.search_runs([experiment.experiment_id], "tags.`avfusion.kind` = 'confirm'")
+    assert len(confirms) == 4
+    assert {r.data.tags["avfusion.status"] for r in confirms} == {"finished"}
+    targets = {r.data.tags["avfusion.confirms"] for r in confirms}
+    assert len(targets) == 2 and targets <= {r.info.run_id for r in finished}
+    assert {r.data.params["seed"] for r in confirms} == {"1001", "1002"}
+    assert "mean" in result.stdout and len(result.stdout.strip().splitlines()) == 4
+    report = run_cli("search", ["report", "demo", "--tracking-uri", uri], work)
+    assert report.returncode == 0, report.stderr[-3000:]
+    section = report.stdout.split("## Confirmed")[1]
+    assert section.count("| 3 |") == 2  # the search's seed and two confirm seeds, per row
+    # confirm runs are not trials: the leaderboard still counts the search's own trials only
+    status = run_cli("search", ["status", "demo", "--tracking-uri", uri], work)
+    assert f"{len(finished)} finished" in status.stdout
+
+
 def test_paired_bootstrap_needs_a_real_difference():
     from search.report import paired_bootstrap_supports
 
