@@ -56,6 +56,12 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
         "--include-stopped", action="store_true", help="also use trials ASHA stopped early"
     )
     source.add_argument(
+        "--refit",
+        action="store_true",
+        help="test scores from the members' refits on train + val (`python -m search refit`); "
+        "members and class weights are still chosen on val",
+    )
+    source.add_argument(
         "--tracking-uri",
         help="MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)",
     )
@@ -158,6 +164,20 @@ def _build(args: argparse.Namespace) -> int:
         log_experiment_id = None if args.no_log else scores.experiment_id
         label = scores.experiment_name
     ensemble = build(scores, recipe)
+    if args.refit:
+        if args.scores:
+            raise EnsembleError("--refit needs --experiment: refits are MLflow runs")
+        from dataclasses import replace
+
+        import numpy as np
+
+        from ensembling.greedy import combine
+
+        weights = ensemble.selection.weights
+        refit_test, refits = sources.refit_test_scores(client, scores, np.flatnonzero(weights))
+        test_probs = combine(refit_test, weights, ensemble.class_weights)
+        ensemble = replace(ensemble, test_probs=test_probs)
+        source["refits"] = refits
     out = args.out or Path("ensembles") / f"{label}-{stamp}"
 
     run_id = None

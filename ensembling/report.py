@@ -129,6 +129,16 @@ def render(info: dict) -> str:
             else ""
         ),
         f"- clips: {info['clips']['val']} validation, {info['clips']['test']} test",
+        *(
+            [
+                "- test scores: the members refit on train + val (`search refit`), combined with "
+                "the member and class weights chosen on val. Every val figure below is of the "
+                "original trials; the refit models' own val accuracy is in-sample and cannot be "
+                "measured any more."
+            ]
+            if source.get("refits")
+            else []
+        ),
         "",
         "| validation | accuracy | UAR |",
         "|---|---|---|",

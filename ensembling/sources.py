@@ -252,6 +252,51 @@ def from_mlflow(
     return align(loaded, experiment_id=experiment_id, experiment_name=found.name, skipped=skipped)
 
 
+def refit_test_scores(
+    client: MlflowClient, scores: ScoreSet, members: np.ndarray
+) -> tuple[np.ndarray, dict[str, str]]:
+    """The test probabilities of each member's refit (``search refit``: the same configuration
+    trained on train + val, tag ``avfusion.refits=<member run id>``), in ``scores``' test clip
+    order, as a [candidates, clips, classes] array (zeros for non-members); and member run id ->
+    refit run id. A member without a finished refit is one line naming it."""
+    from mlflow.exceptions import MlflowException
+
+    test = np.zeros_like(scores.test)
+    refits: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="avfusion-refit-") as tmp:
+        for index in members:
+            candidate = scores.candidates[int(index)]
+            if candidate.run_id is None:
+                raise ScoresError(f"--refit needs MLflow trial runs; {candidate.name} is a folder")
+            found = client.search_runs(
+                [scores.experiment_id],
+                f"tags.`avfusion.kind` = 'refit' AND tags.`avfusion.refits` = '{candidate.run_id}' "
+                f"AND tags.`avfusion.status` = '{FINISHED}'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+            if not found:
+                raise ScoresError(
+                    f"member {candidate.name} ({candidate.run_id}) has no finished refit; run "
+                    f"`python -m search refit {scores.experiment_name}` with a --top that covers it"
+                )
+            refit = found[0].info.run_id
+            try:
+                local = client.download_artifacts(refit, SCORES_FILE, str(Path(tmp) / refit))
+            except (MlflowException, OSError) as exc:
+                raise ScoresError(
+                    f"refit run {refit}: no {SCORES_FILE} ({_first_line(exc)})"
+                ) from None
+            arrays = load_scores(Path(local), f"refit run {refit}")
+            order = _order(
+                arrays["clip_ids_test"], scores.clip_ids_test, f"refit run {refit}",
+                candidate.name, "test",
+            )  # fmt: skip
+            test[int(index)] = arrays["test"][order]
+            refits[candidate.run_id] = refit
+    return test, refits
+
+
 def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list:
     from mlflow.exceptions import MlflowException
 

@@ -4,6 +4,7 @@ python -m search run conf/search/demo.yaml [--set budget.num_trials=8] [--smoke-
 python -m search resume demo
 python -m search status demo
 python -m search confirm demo --top 5 --seeds 3
+python -m search refit demo --top 5
 python -m search report demo
 """
 
@@ -139,7 +140,7 @@ def _add_confirm(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_confirm(args: argparse.Namespace) -> int:
-    from search.confirm import confirm_search, format_confirmed
+    from search.retrain import confirm_search, format_confirmed
 
     results = confirm_search(
         args.name,
@@ -149,6 +150,25 @@ def _run_confirm(args: argparse.Namespace) -> int:
         num_cpus=args.num_cpus,
     )
     print(format_confirmed(results))
+    return 0
+
+
+def _add_refit(parser: argparse.ArgumentParser) -> None:
+    _add_status(parser)
+    parser.add_argument("--top", type=int, default=5, help="the K best finished trials (5)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
+
+
+def _run_refit(args: argparse.Namespace) -> int:
+    from search.retrain import refit_search
+
+    done = refit_search(
+        args.name, top=args.top, tracking_uri=args.tracking_uri, num_cpus=args.num_cpus
+    )
+    print("refit on train + val (epochs chosen on val):")
+    for run_id, label, epochs in done:
+        print(f"  {run_id[:8]}  {label}  {epochs} epochs")
+    print(f"then: python -m ensembling build --experiment {args.name} --refit")
     return 0
 
 
@@ -164,6 +184,11 @@ COMMANDS: dict[str, Command] = {
         "retrain the best trials with fresh seeds (MLflow runs tagged avfusion.kind=confirm)",
         _add_confirm,
         _run_confirm,
+    ),
+    "refit": Command(
+        "retrain the best trials on train + val (MLflow runs tagged avfusion.kind=refit)",
+        _add_refit,
+        _run_refit,
     ),
     "report": Command(
         "the paper's Table 2 and 3 from a search, with bootstrap marks (logged to MLflow)",

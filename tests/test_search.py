@@ -266,6 +266,43 @@ def test_confirm_retrains_the_best_with_fresh_seeds_and_the_report_ranks_by_the_
     assert f"{len(finished)} finished" in status.stdout
 
 
+@pytest.mark.slow
+def test_refit_on_train_and_val_feeds_the_ensemble_test_scores(smoke):
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    work, _ = smoke
+    uri = f"sqlite:///{work}/mlruns/mlflow.db"
+    args = ["refit", "demo", "--top", "2", "--num-cpus", "2", "--tracking-uri", uri]
+    result = run_cli("search", args, work, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("demo")
+    refits = client.search_runs([experiment.experiment_id], "tags.`avfusion.kind` = 'refit'")
+    assert len(refits) == 2 and {r.data.tags["avfusion.status"] for r in refits} == {"finished"}
+    for refit in refits:
+        trial = refit.data.tags["avfusion.refits"]
+        history = client.get_metric_history(trial, "val_acc")
+        best_epoch = max(history, key=lambda m: (m.value, -m.step)).step
+        assert refit.data.params["epochs"] == str(best_epoch)
+        assert refit.data.params["seed"] == client.get_run(trial).data.params["seed"]
+    out = work / "ens-refit"
+    build = run_cli(
+        "ensembling",
+        ["build", "--experiment", "demo", "--top", "2", "--refit", "--rounds", "3",
+         "--tracking-uri", uri, "--out", str(out), "--no-log"],
+        work,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    info = json.loads((out / "ensemble.json").read_text())
+    members = info["members"]
+    refit_of = info["source"]["refits"]
+    assert set(refit_of) == {m["run_id"] for m in members}
+    assert set(refit_of.values()) <= {r.info.run_id for r in refits}
+    assert "refit on train + val" in (out / "report.md").read_text()
+
+
 def test_paired_bootstrap_needs_a_real_difference():
     from search.report import paired_bootstrap_supports
 
