@@ -56,6 +56,16 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
         "--include-stopped", action="store_true", help="also use trials ASHA stopped early"
     )
     source.add_argument(
+        "--with-confirms",
+        action="store_true",
+        help="also use the retrains of `python -m search confirm` (seed diversity)",
+    )
+    source.add_argument(
+        "--rank-by-seed-mean",
+        action="store_true",
+        help="rank trials by their mean val_acc over the confirm seeds, not their own",
+    )
+    source.add_argument(
         "--refit",
         action="store_true",
         help="test scores from the members' refits on train + val (`python -m search refit`); "
@@ -147,6 +157,8 @@ def _build(args: argparse.Namespace) -> int:
             filter_string=args.filter,
             run_ids=args.runs,
             include_stopped=args.include_stopped,
+            with_confirms=args.with_confirms,
+            rank_by_seed_mean=args.rank_by_seed_mean,
         )
         source = {
             "kind": "mlflow",

@@ -4,6 +4,7 @@ Ray (2 CPUs) with every trial in MLflow, a failing trial recorded as failed, and
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -264,12 +265,21 @@ def test_confirm_retrains_the_best_with_fresh_seeds_and_the_report_ranks_by_the_
     # confirm runs are not trials: the leaderboard still counts the search's own trials only
     status = run_cli("search", ["status", "demo", "--tracking-uri", uri], work)
     assert f"{len(finished)} finished" in status.stdout
+    # ... but an ensemble may take them as candidates, ranked by the mean over seeds
+    out = work / "ens-confirms"
+    build = run_cli(
+        "ensembling",
+        ["build", "--experiment", "demo", "--top", "50", "--with-confirms", "--rank-by-seed-mean",
+         "--rounds", "3", "--tracking-uri", uri, "--out", str(out), "--no-log"],
+        work,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    info = json.loads((out / "ensemble.json").read_text())
+    assert info["candidates"] == len(finished) + len(confirms)
 
 
 @pytest.mark.slow
 def test_refit_on_train_and_val_feeds_the_ensemble_test_scores(smoke):
-    import json
-
     from mlflow.tracking import MlflowClient
 
     work, _ = smoke
