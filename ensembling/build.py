@@ -52,19 +52,34 @@ class Recipe(BaseModel):
     @field_validator("class_weights")
     @classmethod
     def _known_class_weights(cls, text: str) -> str:
-        resolve(text)  # fail before any work on an unknown preset or a bad vector
-        return text
+        if text.strip() != AUTO:
+            resolve(text)  # fail before any work on an unknown preset or a bad vector
+        return text.strip()
+
+
+# ``--class-weights auto`` tries these presets and keeps the one its cross-validation favours.
+AUTO = "auto"
+AUTO_PRESETS = ("none", "sqrt-prior", "emotiw2019", "fitted")
 
 
 @dataclass(frozen=True)
 class Fitted:
     selection: Selection
     class_weights: np.ndarray | None
+    # With ``auto``: the preset chosen and the cross-validated objective of each one tried.
+    chosen_class_weights: str | None = None
+    class_weights_cv: dict[str, float] | None = None
 
 
 def fit(val_probs: np.ndarray, labels: np.ndarray, recipe: Recipe) -> Fitted:
     """Choose members and class weights on these clips. A fitted class-weight vector is fitted on
-    the ensemble chosen without weights; any other vector is used by the selection itself."""
+    the ensemble chosen without weights; any other vector is used by the selection itself. With
+    ``auto`` the preset is itself chosen on these clips, by an inner cross-validation, so the
+    outer cross-validation of ``build`` estimates the whole procedure (nested)."""
+    if recipe.class_weights == AUTO:
+        chosen, by_preset = choose_class_weights(val_probs, labels, recipe)
+        fitted = fit(val_probs, labels, recipe.model_copy(update={"class_weights": chosen}))
+        return replace(fitted, chosen_class_weights=chosen, class_weights_cv=by_preset)
     spec = resolve(recipe.class_weights)
     context = WeightContext(train_counts=recipe.train_counts, objective=recipe.objective)
     selection_weights = None if spec.fitted else spec.vector(context)
@@ -91,6 +106,26 @@ def fit(val_probs: np.ndarray, labels: np.ndarray, recipe: Recipe) -> Fitted:
     class_weights = spec.vector(replace(context, val_probs=ensemble, labels=labels))
     score_after = evaluate(val_probs, labels, selection.weights, class_weights, recipe.objective)
     return Fitted(replace(selection, score=score_after), class_weights)
+
+
+def choose_class_weights(
+    val_probs: np.ndarray, labels: np.ndarray, recipe: Recipe
+) -> tuple[str, dict[str, float]]:
+    """The preset of ``AUTO_PRESETS`` with the highest cross-validated objective on these clips;
+    a tie goes to the earlier (simpler) one."""
+    folds = min(recipe.folds, int(np.bincount(labels).max()), len(labels))
+    by_preset: dict[str, float] = {}
+    for preset in AUTO_PRESETS:
+        candidate = recipe.model_copy(update={"class_weights": preset})
+
+        def procedure(val: np.ndarray, fold_labels: np.ndarray, candidate=candidate):
+            fold_fit = fit(val, fold_labels, candidate)
+            return fold_fit.selection.weights, fold_fit.class_weights
+
+        cv = cross_validate(val_probs, labels, procedure, folds=max(folds, 2), seed=recipe.seed)
+        by_preset[preset] = cv.uar if recipe.objective == "uar" else cv.acc
+    best = max(by_preset.values())
+    return next(p for p in AUTO_PRESETS if by_preset[p] >= best - 1e-12), by_preset
 
 
 @dataclass(frozen=True)
@@ -125,6 +160,8 @@ class Ensemble:
     cross_validated_without_class_weights: CrossValidated
     best_single: int  # candidate index with the highest validation accuracy on its own
     best_single_figures: Figures
+    chosen_class_weights: str | None = None  # what ``auto`` chose on all validation clips
+    class_weights_cv: dict[str, float] | None = None
 
 
 def build(scores: ScoreSet, recipe: Recipe) -> Ensemble:
@@ -175,4 +212,6 @@ def build(scores: ScoreSet, recipe: Recipe) -> Ensemble:
         cross_validated_without_class_weights=cv_plain,
         best_single=best_single,
         best_single_figures=Figures.of(scores.val[best_single].argmax(axis=1), scores.labels_val),
+        chosen_class_weights=fitted.chosen_class_weights,
+        class_weights_cv=fitted.class_weights_cv,
     )

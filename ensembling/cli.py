@@ -4,6 +4,7 @@
     python -m ensembling build --experiment my-search --filter "params.visual_feature = 'f-meanstd'"
     python -m ensembling build --scores trial_a trial_b trial_c --out ens
     python -m ensembling show ens
+    python -m ensembling compare --experiment my-search --spec conf/ensemble/table4.yaml
 
 The frame (a table of sub-commands, user errors as one line with exit status 2, ``--debug`` for the
 traceback) is a small copy of ``feature_store.cli``: ensembling must not import our other packages.
@@ -55,6 +56,22 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
         "--include-stopped", action="store_true", help="also use trials ASHA stopped early"
     )
     source.add_argument(
+        "--with-confirms",
+        action="store_true",
+        help="also use the retrains of `python -m search confirm` (seed diversity)",
+    )
+    source.add_argument(
+        "--rank-by-seed-mean",
+        action="store_true",
+        help="rank trials by their mean val_acc over the confirm seeds, not their own",
+    )
+    source.add_argument(
+        "--refit",
+        action="store_true",
+        help="test scores from the members' refits on train + val (`python -m search refit`); "
+        "members and class weights are still chosen on val",
+    )
+    source.add_argument(
         "--tracking-uri",
         help="MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)",
     )
@@ -82,7 +99,8 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
     selection.add_argument(
         "--class-weights",
         default="none",
-        help=f"preset ({', '.join(PRESETS)}) or 7 comma-separated numbers, Angry..Surprise (none)",
+        help=f"preset ({', '.join(PRESETS)}), 'auto' (the preset a nested cross-validation "
+        "favours) or 7 comma-separated numbers, Angry..Surprise (none)",
     )
     selection.add_argument(
         "--train-counts", help="train clips per class for sqrt-prior (AFEW's by default)"
@@ -139,6 +157,8 @@ def _build(args: argparse.Namespace) -> int:
             filter_string=args.filter,
             run_ids=args.runs,
             include_stopped=args.include_stopped,
+            with_confirms=args.with_confirms,
+            rank_by_seed_mean=args.rank_by_seed_mean,
         )
         source = {
             "kind": "mlflow",
@@ -156,6 +176,20 @@ def _build(args: argparse.Namespace) -> int:
         log_experiment_id = None if args.no_log else scores.experiment_id
         label = scores.experiment_name
     ensemble = build(scores, recipe)
+    if args.refit:
+        if args.scores:
+            raise EnsembleError("--refit needs --experiment: refits are MLflow runs")
+        from dataclasses import replace
+
+        import numpy as np
+
+        from ensembling.greedy import combine
+
+        weights = ensemble.selection.weights
+        refit_test, refits = sources.refit_test_scores(client, scores, np.flatnonzero(weights))
+        test_probs = combine(refit_test, weights, ensemble.class_weights)
+        ensemble = replace(ensemble, test_probs=test_probs)
+        source["refits"] = refits
     out = args.out or Path("ensembles") / f"{label}-{stamp}"
 
     run_id = None
@@ -218,6 +252,42 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", required=True, help="MLflow experiment of the search")
+    parser.add_argument("--spec", required=True, type=Path, help="YAML naming the ensembles")
+    parser.add_argument(
+        "--top", type=int, default=200, help="candidates: the best K finished trials (200)"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)",
+    )
+    parser.add_argument("--out", type=Path, help="also write compare.md and compare.json here")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import json
+
+    from ensembling import compare, sources, tracking
+
+    spec = compare.load_spec(args.spec)
+    if args.out is not None and args.out.exists() and not args.force:
+        raise EnsembleError(f"{args.out} exists; pass --force to replace it")
+    client = tracking.connect(args.tracking_uri)
+    scores = sources.from_mlflow(client, args.experiment, top=args.top)
+    rows = compare.compare(scores, spec)
+    text = compare.render(rows, spec, f"{scores.experiment_name} ({len(scores.candidates)} trials)")
+    print(text, end="")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "compare.md").write_text(text)
+        payload = json.dumps(compare.as_json(rows, spec), indent=2, default=str)
+        (args.out / "compare.json").write_text(payload + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "build": Command(
         "build an ensemble from MLflow trial runs or scores.npz directories",
@@ -225,6 +295,11 @@ COMMANDS: dict[str, Command] = {
         _build,
     ),
     "show": Command("print the report of a built ensemble", _show_arguments, _show),
+    "compare": Command(
+        "several named ensembles of one search side by side (the paper's Table 4)",
+        _compare_arguments,
+        _compare,
+    ),
 }
 
 

@@ -58,6 +58,8 @@ def summary(ensemble: Ensemble, *, source: dict, mlflow_run_id: str | None) -> d
             "vector": None
             if ensemble.class_weights is None
             else [float(w) for w in ensemble.class_weights],
+            "chosen": ensemble.chosen_class_weights,
+            "cv_by_preset": ensemble.class_weights_cv,
         },
         "candidates": len(names),
         "clips": {"val": int(scores.val.shape[1]), "test": int(scores.test.shape[1])},
@@ -97,6 +99,15 @@ def _source_name(info: dict) -> str:
     return source.get("experiment") or ", ".join(source.get("dirs", [])) or "?"
 
 
+def _auto_choice(class_weights: dict) -> str:
+    """`` (auto chose sqrt-prior: CV acc none 0.45, sqrt-prior 0.47, ...)`` for ``auto``."""
+    by_preset = class_weights.get("cv_by_preset")
+    if not by_preset:
+        return ""
+    tried = ", ".join(f"{name} {value:.4f}" for name, value in by_preset.items())
+    return f" → {class_weights['chosen']} (cross-validated on val: {tried})"
+
+
 def render(info: dict) -> str:
     """The markdown report of an ``ensemble.json``; ``show`` prints the same text."""
     ins, cv, best = info["in_sample"], info["cross_validated"], info["best_single"]
@@ -117,20 +128,32 @@ def render(info: dict) -> str:
         )
         + f", kept {info['kept_steps']} steps",
         f"- class weights: {info['class_weights']['spec']}"
+        + _auto_choice(info["class_weights"])
         + (
             " = " + ", ".join(f"{w:.3f}" for w in info["class_weights"]["vector"])
             if info["class_weights"]["vector"]
             else ""
         ),
         f"- clips: {info['clips']['val']} validation, {info['clips']['test']} test",
+        *(
+            [
+                "- test scores: the members refit on train + val (`search refit`), combined with "
+                "the member and class weights chosen on val. Every val figure below is of the "
+                "original trials; the refit models' own val accuracy is in-sample and cannot be "
+                "measured any more."
+            ]
+            if source.get("refits")
+            else []
+        ),
         "",
         "| validation | accuracy | UAR |",
         "|---|---|---|",
-        f"| ensemble, in-sample | {ins['acc']:.4f} | {ins['uar']:.4f} |",
-        f"| ensemble, {cv['folds']}-fold cross-validated | {cv['acc']:.4f} | {cv['uar']:.4f} |",
-        f"| same without class weights, cross-validated | {cv['acc_without_class_weights']:.4f} "
-        f"| {cv['uar_without_class_weights']:.4f} |",
-        f"| best single candidate ({best['name']}) | {best['acc']:.4f} | {best['uar']:.4f} |",
+        f"| ensemble: val, selected on val (in-sample) | {ins['acc']:.4f} | {ins['uar']:.4f} |",
+        f"| ensemble: val, {cv['folds']}-fold cross-validated selection | {cv['acc']:.4f} | {cv['uar']:.4f} |",
+        f"| same without class weights: val, {cv['folds']}-fold cross-validated | "
+        f"{cv['acc_without_class_weights']:.4f} | {cv['uar_without_class_weights']:.4f} |",
+        f"| best single trial ({best['name']}): val, selected on val | {best['acc']:.4f} "
+        f"| {best['uar']:.4f} |",
         "",
         "| class | ensemble recall | best single recall |",
         "|---|---|---|",

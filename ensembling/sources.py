@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 SCORES_FILE = "scores.npz"
 SCORE_KEYS = ("clip_ids_val", "val", "labels_val", "clip_ids_test", "test")
-TRIAL_FILTER = "tags.`avfusion.kind` = 'trial'"
 FINISHED = "finished"
 
 
@@ -183,10 +182,15 @@ def from_mlflow(
     filter_string: str = "",
     run_ids: list[str] | None = None,
     include_stopped: bool = False,
+    with_confirms: bool = False,
+    rank_by_seed_mean: bool = False,
 ) -> ScoreSet:
     """The ``top`` finished trial runs of ``experiment`` by ``val_acc`` (``filter_string`` narrows
     them), or the runs ``run_ids`` whatever their status; their ``scores.npz`` downloaded and
-    aligned. ``include_stopped`` also admits trials that ASHA stopped early."""
+    aligned. ``include_stopped`` also admits trials that ASHA stopped early. ``with_confirms`` also
+    admits the retrains of ``search confirm`` (the same configurations with other seeds: diversity
+    for the ensemble); ``rank_by_seed_mean`` ranks a trial and its retrains by their mean val_acc
+    over seeds instead of each run's own."""
     from mlflow.exceptions import MlflowException
 
     skipped: dict[str, int] = {}
@@ -214,6 +218,9 @@ def from_mlflow(
             )
         experiment_id = found.experiment_id
         trials = _search_all(client, experiment_id, filter_string)
+        if with_confirms or rank_by_seed_mean:
+            confirms = _search_all(client, experiment_id, filter_string, kind="confirm")
+            confirms = [r for r in confirms if r.data.tags.get("avfusion.status") == FINISHED]
         admitted = {FINISHED, "stopped_early"} if include_stopped else {FINISHED}
         statuses = Counter(run.data.tags.get("avfusion.status", "no status") for run in trials)
         skipped = {status: n for status, n in sorted(statuses.items()) if status not in admitted}
@@ -229,7 +236,12 @@ def from_mlflow(
         for run in eligible:
             if "val_acc" not in run.data.metrics:
                 raise ScoresError(f"run {run.info.run_id}: finished but has no val_acc metric")
-        eligible.sort(key=lambda run: (-run.data.metrics["val_acc"], run.info.run_id))
+        if with_confirms:
+            eligible += confirms
+        rank = {run.info.run_id: run.data.metrics["val_acc"] for run in eligible}
+        if rank_by_seed_mean:
+            rank = _seed_means(eligible, confirms)
+        eligible.sort(key=lambda run: (-rank[run.info.run_id], run.info.run_id))
         runs = eligible[:top]
     loaded = []
     with tempfile.TemporaryDirectory(prefix="avfusion-scores-") as tmp:
@@ -252,10 +264,79 @@ def from_mlflow(
     return align(loaded, experiment_id=experiment_id, experiment_name=found.name, skipped=skipped)
 
 
-def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list:
+def refit_test_scores(
+    client: MlflowClient, scores: ScoreSet, members: np.ndarray
+) -> tuple[np.ndarray, dict[str, str]]:
+    """The test probabilities of each member's refit (``search refit``: the same configuration
+    trained on train + val, tag ``avfusion.refits=<member run id>``), in ``scores``' test clip
+    order, as a [candidates, clips, classes] array (zeros for non-members); and member run id ->
+    refit run id. A member without a finished refit is one line naming it."""
     from mlflow.exceptions import MlflowException
 
-    query = TRIAL_FILTER + (f" AND {filter_string}" if filter_string.strip() else "")
+    test = np.zeros_like(scores.test)
+    refits: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="avfusion-refit-") as tmp:
+        for index in members:
+            candidate = scores.candidates[int(index)]
+            if candidate.run_id is None:
+                raise ScoresError(f"--refit needs MLflow trial runs; {candidate.name} is a folder")
+            found = client.search_runs(
+                [scores.experiment_id],
+                f"tags.`avfusion.kind` = 'refit' AND tags.`avfusion.refits` = '{candidate.run_id}' "
+                f"AND tags.`avfusion.status` = '{FINISHED}'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+            if not found:
+                raise ScoresError(
+                    f"member {candidate.name} ({candidate.run_id}) has no finished refit; run "
+                    f"`python -m search refit {scores.experiment_name}` with a --top that covers it"
+                )
+            refit = found[0].info.run_id
+            try:
+                local = client.download_artifacts(refit, SCORES_FILE, str(Path(tmp) / refit))
+            except (MlflowException, OSError) as exc:
+                raise ScoresError(
+                    f"refit run {refit}: no {SCORES_FILE} ({_first_line(exc)})"
+                ) from None
+            arrays = load_scores(Path(local), f"refit run {refit}")
+            order = _order(
+                arrays["clip_ids_test"], scores.clip_ids_test, f"refit run {refit}",
+                candidate.name, "test",
+            )  # fmt: skip
+            test[int(index)] = arrays["test"][order]
+            refits[candidate.run_id] = refit
+    return test, refits
+
+
+def _seed_means(runs: list, confirms: list) -> dict[str, float]:
+    """Each run's ranking value: the mean val_acc of its configuration over the search's seed and
+    the confirm seeds (a confirm run counts for the trial it confirms)."""
+    values: dict[str, list[float]] = {}
+    for run in runs:
+        if run.data.tags.get("avfusion.kind") != "confirm":
+            values.setdefault(run.info.run_id, []).append(run.data.metrics["val_acc"])
+    for run in confirms:
+        trial = run.data.tags.get("avfusion.confirms")
+        if trial in values and "val_acc" in run.data.metrics:
+            values[trial].append(run.data.metrics["val_acc"])
+    means = {trial: float(np.mean(v)) for trial, v in values.items()}
+    for run in runs:
+        if run.info.run_id not in means:  # a confirm run ranks with its trial
+            means[run.info.run_id] = means.get(
+                run.data.tags.get("avfusion.confirms"), run.data.metrics["val_acc"]
+            )
+    return means
+
+
+def _search_all(
+    client: MlflowClient, experiment_id: str, filter_string: str, kind: str = "trial"
+) -> list:
+    from mlflow.exceptions import MlflowException
+
+    query = f"tags.`avfusion.kind` = '{kind}'" + (
+        f" AND {filter_string}" if filter_string.strip() else ""
+    )
     runs, token = [], None
     while True:
         try:

@@ -3,6 +3,9 @@
 python -m search run conf/search/demo.yaml [--set budget.num_trials=8] [--smoke-test]
 python -m search resume demo
 python -m search status demo
+python -m search confirm demo --top 5 --seeds 3
+python -m search refit demo --top 5
+python -m search report demo
 """
 
 from __future__ import annotations
@@ -109,6 +112,66 @@ def _run_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_report(parser: argparse.ArgumentParser) -> None:
+    _add_status(parser)
+    parser.add_argument("--out", default=None, help="also write report.md and table2.png here")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from search.report import write_report
+    from search.tune_runner import search_status
+
+    outcome = search_status(args.name, tracking_uri=args.tracking_uri)
+    text, folder = write_report(outcome, Path(args.out) if args.out else None)
+    print(text, end="")
+    print(
+        f"\nwrote {folder}/report.md and table2.png; logged to parent run {outcome.parent_run_id}"
+    )
+    return 0
+
+
+def _add_confirm(parser: argparse.ArgumentParser) -> None:
+    _add_status(parser)
+    parser.add_argument("--top", type=int, default=5, help="the K best finished trials (5)")
+    parser.add_argument("--seeds", type=int, default=3, help="fresh seeds per trial (3)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
+
+
+def _run_confirm(args: argparse.Namespace) -> int:
+    from search.retrain import confirm_search, format_confirmed
+
+    results = confirm_search(
+        args.name,
+        top=args.top,
+        seeds=args.seeds,
+        tracking_uri=args.tracking_uri,
+        num_cpus=args.num_cpus,
+    )
+    print(format_confirmed(results))
+    return 0
+
+
+def _add_refit(parser: argparse.ArgumentParser) -> None:
+    _add_status(parser)
+    parser.add_argument("--top", type=int, default=5, help="the K best finished trials (5)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
+
+
+def _run_refit(args: argparse.Namespace) -> int:
+    from search.retrain import refit_search
+
+    done = refit_search(
+        args.name, top=args.top, tracking_uri=args.tracking_uri, num_cpus=args.num_cpus
+    )
+    print("refit on train + val (epochs chosen on val):")
+    for run_id, label, epochs in done:
+        print(f"  {run_id[:8]}  {label}  {epochs} epochs")
+    print(f"then: python -m ensembling build --experiment {args.name} --refit")
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "run": Command(
         "run a search from a config (Ray Tune + Optuna TPE + ASHA, MLflow)",
@@ -117,6 +180,21 @@ COMMANDS: dict[str, Command] = {
     ),
     "resume": Command("continue an interrupted search where it stopped", _add_resume, _run_resume),
     "status": Command("print a search's leaderboard so far, from MLflow", _add_status, _run_status),
+    "confirm": Command(
+        "retrain the best trials with fresh seeds (MLflow runs tagged avfusion.kind=confirm)",
+        _add_confirm,
+        _run_confirm,
+    ),
+    "refit": Command(
+        "retrain the best trials on train + val (MLflow runs tagged avfusion.kind=refit)",
+        _add_refit,
+        _run_refit,
+    ),
+    "report": Command(
+        "the paper's Table 2 and 3 from a search, with bootstrap marks (logged to MLflow)",
+        _add_report,
+        _run_report,
+    ),
 }
 
 

@@ -91,6 +91,11 @@ class BudgetConfig(_Strict):
         1, ge=1, description="ASHA: epochs every trial gets before it can be stopped"
     )
     reduction_factor: float = Field(3, gt=1, description="ASHA: keep 1/reduction_factor per rung")
+    compare_within: str | None = Field(
+        "fusion",
+        description="ASHA compares a trial only with trials sharing this sampled parameter "
+        "(fusion: FBP's slow start is judged against FBP); null: one ASHA for all trials",
+    )
     time_limit_s: float | None = Field(
         None, gt=0, description="wall-clock limit of the whole search"
     )
@@ -264,6 +269,11 @@ def check_trial_fields(config: SearchConfig, source: str) -> None:
                     f"{source}: {section}.{key}: unknown trial field; known: {', '.join(sorted(fields))}"
                 )
     _check_trial(trial_class, config.trial, source, "trial")
+    group = config.budget.compare_within
+    if group is not None and group not in fields | set(FEATURE_KEYS):
+        raise SearchConfigError(
+            f"{source}: budget.compare_within: {group!r} is not a trial field or a feature key"
+        )
     for key, spec in config.space.items():
         values = [spec.low, spec.high] if isinstance(spec, Range) else list(spec)
         if isinstance(spec, list) and not spec:

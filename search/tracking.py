@@ -169,11 +169,12 @@ class TrialRecorder:
         params: Mapping[str, Any],
         tags: Mapping[str, str],
         config_yaml: str,
+        kind: str = "trial",
     ) -> None:
         Metric, Param, RunTag = _entities()
         self.client = client(context.uri)
         all_tags = {
-            KIND: "trial",
+            KIND: kind,
             STATUS: RUNNING,
             SEARCH: context.search,
             TRIAL_ID: trial_id,

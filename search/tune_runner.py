@@ -349,10 +349,27 @@ def _context(
     )
 
 
+def make_scheduler(config: SearchConfig):
+    """ASHA on ``training_iteration`` (epochs); with ``budget.compare_within`` one ASHA per value
+    of that sampled parameter, so a trial is only stopped for ranking low among its own kind."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    from search.schedulers import GroupedASHA
+
+    options = dict(
+        time_attr="training_iteration",
+        max_t=config.budget.epochs,
+        grace_period=config.budget.grace_period,
+        reduction_factor=config.budget.reduction_factor,
+    )
+    if config.budget.compare_within:
+        return GroupedASHA(config.budget.compare_within, **options)
+    return ASHAScheduler(**options)
+
+
 def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOutcome:
     """A new search named ``config.name``; refuses a name whose Tune state already exists."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     path = experiment_path(config.storage_path, config.name)
     if tune.Tuner.can_restore(path):
@@ -383,12 +400,7 @@ def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOu
             metric="val_acc",
             mode="max",
             search_alg=searcher,
-            scheduler=ASHAScheduler(
-                time_attr="training_iteration",
-                max_t=config.budget.epochs,
-                grace_period=config.budget.grace_period,
-                reduction_factor=config.budget.reduction_factor,
-            ),
+            scheduler=make_scheduler(config),
             num_samples=config.budget.num_trials,
             time_budget_s=config.budget.time_limit_s,
             # One actor runs trial after trial: torch, MLflow and the stores load once per actor.

@@ -192,7 +192,7 @@ def test_build_from_an_experiment_end_to_end(search, tmp_path, capsys):
     assert {"ensemble.json", "predictions_test.csv", "submission.zip", "report.md"} <= logged
 
     assert main(["show", str(out)]) == 0
-    assert "best single candidate" in capsys.readouterr().out
+    assert "best single trial" in capsys.readouterr().out
 
 
 def test_build_errors_exit_2_with_one_line(search, tmp_path, capsys):

@@ -4,7 +4,9 @@ Ray (2 CPUs) with every trial in MLflow, a failing trial recorded as failed, and
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import sys
 import time
@@ -207,6 +209,122 @@ def test_status_prints_the_leaderboard_and_run_refuses_an_existing_name(smoke):
     assert again.returncode == 2 and "search resume demo" in again.stderr
 
 
+@pytest.mark.slow
+def test_report_tables_count_every_finished_trial_and_are_logged(smoke):
+    from mlflow.tracking import MlflowClient
+
+    work, _ = smoke
+    uri = f"sqlite:///{work}/mlruns/mlflow.db"
+    result = run_cli("search", ["report", "demo", "--tracking-uri", uri, "--out", "report"], work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (work / "report" / "report.md").read_text()
+    assert "## Table 2 — fbp" in text and "## Table 2 — concat" in text
+    assert "## Table 3 — per visual feature" in text and "selected on val" in text
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("demo")
+    trials = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`avfusion.kind` = 'trial' and tags.`avfusion.status` = 'finished'",
+    )
+    table2 = text.split("## Table 3")[0]
+    counted = sum(int(n) for n in re.findall(r"\(n=(\d+)\)", table2))
+    assert counted == len(trials) > 0
+    assert f"| basic | {max(r.data.metrics['val_acc'] for r in trials):.3f}" in text
+    parent = client.search_runs([experiment.experiment_id], "tags.`avfusion.kind` = 'search'")[0]
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.md", "report/table2.png"} <= logged
+
+
+@pytest.mark.slow
+def test_confirm_retrains_the_best_with_fresh_seeds_and_the_report_ranks_by_the_mean(smoke):
+    from mlflow.tracking import MlflowClient
+
+    work, _ = smoke
+    uri = f"sqlite:///{work}/mlruns/mlflow.db"
+    args = ["confirm", "demo", "--top", "2", "--seeds", "2", "--num-cpus", "2"]
+    result = run_cli("search", [*args, "--tracking-uri", uri], work, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("demo")
+    finished = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`avfusion.kind` = 'trial' and tags.`avfusion.status` = 'finished'",
+        order_by=["metrics.val_acc DESC"],
+    )
+    confirms = client.search_runs([experiment.experiment_id], "tags.`avfusion.kind` = 'confirm'")
+    assert len(confirms) == 4
+    assert {r.data.tags["avfusion.status"] for r in confirms} == {"finished"}
+    targets = {r.data.tags["avfusion.confirms"] for r in confirms}
+    assert len(targets) == 2 and targets <= {r.info.run_id for r in finished}
+    assert {r.data.params["seed"] for r in confirms} == {"1001", "1002"}
+    assert "mean" in result.stdout and len(result.stdout.strip().splitlines()) == 4
+    report = run_cli("search", ["report", "demo", "--tracking-uri", uri], work)
+    assert report.returncode == 0, report.stderr[-3000:]
+    section = report.stdout.split("## Confirmed")[1]
+    assert section.count("| 3 |") == 2  # the search's seed and two confirm seeds, per row
+    # confirm runs are not trials: the leaderboard still counts the search's own trials only
+    status = run_cli("search", ["status", "demo", "--tracking-uri", uri], work)
+    assert f"{len(finished)} finished" in status.stdout
+    # ... but an ensemble may take them as candidates, ranked by the mean over seeds
+    out = work / "ens-confirms"
+    build = run_cli(
+        "ensembling",
+        ["build", "--experiment", "demo", "--top", "50", "--with-confirms", "--rank-by-seed-mean",
+         "--rounds", "3", "--tracking-uri", uri, "--out", str(out), "--no-log"],
+        work,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    info = json.loads((out / "ensemble.json").read_text())
+    assert info["candidates"] == len(finished) + len(confirms)
+
+
+@pytest.mark.slow
+def test_refit_on_train_and_val_feeds_the_ensemble_test_scores(smoke):
+    from mlflow.tracking import MlflowClient
+
+    work, _ = smoke
+    uri = f"sqlite:///{work}/mlruns/mlflow.db"
+    args = ["refit", "demo", "--top", "2", "--num-cpus", "2", "--tracking-uri", uri]
+    result = run_cli("search", args, work, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("demo")
+    refits = client.search_runs([experiment.experiment_id], "tags.`avfusion.kind` = 'refit'")
+    assert len(refits) == 2 and {r.data.tags["avfusion.status"] for r in refits} == {"finished"}
+    for refit in refits:
+        trial = refit.data.tags["avfusion.refits"]
+        history = client.get_metric_history(trial, "val_acc")
+        best_epoch = max(history, key=lambda m: (m.value, -m.step)).step
+        assert refit.data.params["epochs"] == str(best_epoch)
+        assert refit.data.params["seed"] == client.get_run(trial).data.params["seed"]
+    out = work / "ens-refit"
+    build = run_cli(
+        "ensembling",
+        ["build", "--experiment", "demo", "--top", "2", "--refit", "--rounds", "3",
+         "--tracking-uri", uri, "--out", str(out), "--no-log"],
+        work,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    info = json.loads((out / "ensemble.json").read_text())
+    members = info["members"]
+    refit_of = info["source"]["refits"]
+    assert set(refit_of) == {m["run_id"] for m in members}
+    assert set(refit_of.values()) <= {r.info.run_id for r in refits}
+    assert "refit on train + val" in (out / "report.md").read_text()
+
+
+def test_paired_bootstrap_needs_a_real_difference():
+    from search.report import paired_bootstrap_supports
+
+    rng = np.random.default_rng(0)
+    hits = rng.random(400) < 0.5
+    noisy = hits.copy()
+    noisy[rng.choice(400, 8, replace=False)] ^= True  # 8 of 400 clips flipped: no real gap
+    assert not paired_bootstrap_supports(hits, noisy)
+    better = hits | (rng.random(400) < 0.3)  # about 15 points more right
+    assert paired_bootstrap_supports(better, hits)
+
+
 @pytest.mark.parametrize(
     "path", sorted((REPO / "conf" / "cluster").glob("*.yaml")), ids=lambda p: p.stem
 )
@@ -331,3 +449,34 @@ class WebDriver:
 
     def quit(self) -> None:
         self._call("DELETE", f"/session/{self.session}")
+
+
+def test_grouped_asha_judges_fbp_against_fbp_only():
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    from search.schedulers import GroupedASHA
+
+    options = dict(time_attr="training_iteration", max_t=10, grace_period=1, reduction_factor=2)
+    trials = [  # concatenation learns fast, FBP starts slow
+        (SimpleNamespace(trial_id="a", config={"fusion": "concat"}), 0.60),
+        (SimpleNamespace(trial_id="b", config={"fusion": "concat"}), 0.55),
+        (SimpleNamespace(trial_id="c", config={"fusion": "fbp"}), 0.20),
+        (SimpleNamespace(trial_id="d", config={"fusion": "fbp"}), 0.25),
+    ]
+    decisions = {}
+    for name, scheduler in (
+        ("one", ASHAScheduler(**options)),
+        ("grouped", GroupedASHA("fusion", **options)),
+    ):
+        scheduler.set_search_properties("val_acc", "max")
+        for trial, _ in trials:
+            scheduler.on_trial_add(None, trial)
+        decisions[name] = [
+            scheduler.on_trial_result(None, trial, {"training_iteration": 1, "val_acc": value})
+            for trial, value in trials
+        ]
+    stop, go = TrialScheduler.STOP, TrialScheduler.CONTINUE
+    assert decisions["one"][2:] == [stop, stop]  # one ASHA cuts both FBP trials at the first rung
+    assert decisions["grouped"] == [go, stop, go, go]

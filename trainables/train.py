@@ -236,10 +236,15 @@ def train_trial(
     config: TrialConfig | Mapping[str, Any],
     data: feature_store.StorePair | feature_store.Store,
     report: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    fit_on: tuple[str, ...] = ("train",),
 ) -> TrialResult:
     """Train one configuration; ``report`` gets ``epoch, train_loss, val_loss, val_acc, val_uar``
     after every epoch. Returns the history, final metrics, val/test probabilities and a few
-    validation clips' attention weights."""
+    validation clips' attention weights. ``fit_on=("train", "val")`` refits on both splits (the
+    paper's submissions 1-3); its val figures are then in-sample."""
+    if fit_on not in (("train",), ("train", "val")):
+        raise TrialDataError(f"fit_on must be ('train',) or ('train', 'val'), got {fit_on}")
     config = validate_config(config)
     device = resolve_device(config.device)
     stores = stores_of(data)
@@ -265,6 +270,13 @@ def train_trial(
             for split, ids in clip_ids.items()
         }
         train, val, test = splits["train"], splits["val"], splits["test"]
+        if fit_on == ("train", "val"):
+            train = build_split(
+                stores,
+                clip_ids["train"] + clip_ids["val"],
+                np.concatenate([owner.labels("train"), owner.labels("val")]),
+                device,
+            )
         model = build_model(
             config,
             visual_dim=stores["visual"].dim if "visual" in stores else None,

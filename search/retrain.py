@@ -1,0 +1,212 @@
+"""The best trials of a search trained again: with fresh seeds (``confirm``) or on train + val
+(``refit``), one Ray task per retrain with the search's resources per trial.
+
+``python -m search confirm NAME --top K --seeds S``: a search trains each configuration once and ranks it on the 383 clips it is scored on, so the top
+of a leaderboard mixes good configurations with lucky seeds. ``confirm`` takes the K best finished
+trials, retrains each configuration (its exact ``config.yaml``) with S new seeds on the cluster —
+one Ray task per (trial, seed) with the search's resources per trial — and records every retrain
+as an MLflow child run of the search tagged ``avfusion.kind=confirm`` and
+``avfusion.confirms=<the trial's run id>``. It prints each configuration's mean val accuracy over
+its original seed and the new ones, with the standard deviation; ``report`` and ``ensembling``
+read the same runs.
+
+``python -m search refit NAME --top K``: as the paper's submissions 1-3, each of the K best
+configurations is trained on train + val for the epochs chosen on val (the epoch of its best
+val_acc in the search), with its own seed, as a child run tagged ``avfusion.kind=refit`` and
+``avfusion.refits=<the trial's run id>``. Its test scores are what ``ensembling build --refit``
+combines with the member and class weights chosen on val; its val figures are in-sample.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from search import tracking
+from search.config import config_from_dict
+from search.errors import SearchError
+from search.tune_runner import init_ray, load_stores, search_status
+
+CONFIRM, REFIT = "confirm", "refit"
+CONFIRMS, REFITS = "avfusion.confirms", "avfusion.refits"
+SEED_OFFSET = 1000  # confirm seeds: 1001, 1002, ... never a search's own seed
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    run_id: str
+    label: str
+    original: float
+    retrained: list[float]
+
+    @property
+    def values(self) -> list[float]:
+        return [self.original, *self.retrained]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+
+def _label(config: dict[str, Any], features: tuple[str, str]) -> str:
+    return (
+        f"{features[0]}+{features[1]} {config['visual_attention']}/{config['audio_attention']} "
+        f"{config['fusion']}"
+    )
+
+
+def _retrain(
+    trial_config: dict[str, Any],
+    features: tuple[str, str],
+    stores,
+    context: tracking.TrackingContext,
+    of_run: str,
+    kind: str,
+) -> float:
+    """One retrain on whichever node Ray places it; its MLflow run is complete when this returns."""
+    from feature_store.store import StorePair
+    from trainables import train_trial, validate_config
+
+    config = validate_config(trial_config, where=f"{kind} trial config")
+    visual, audio = stores["visual"][features[0]], stores["audio"][features[1]]
+    link = CONFIRMS if kind == CONFIRM else REFITS
+    what = f"seed {config.seed}" if kind == CONFIRM else f"{config.epochs} epochs on train+val"
+    recorder = tracking.TrialRecorder(
+        context,
+        trial_id=f"{of_run[:8]}-{kind}-{config.seed}",
+        run_name=f"{_label(config.model_dump(), features)} {kind} {what}",
+        params={**config.model_dump(), "visual_feature": features[0], "audio_feature": features[1]},
+        tags={link: of_run, "avfusion.seed": str(config.seed)},
+        config_yaml=yaml.safe_dump(config.model_dump(), sort_keys=False),
+        kind=kind,
+    )
+    fit_on = ("train", "val") if kind == REFIT else ("train",)
+    try:
+        result = train_trial(config, StorePair(visual, audio), recorder.log_epoch, fit_on=fit_on)
+        recorder.finish(result)
+    except Exception as exc:
+        recorder.fail(exc)
+        raise
+    return float(result.metrics["val_acc"])
+
+
+@dataclass
+class _Retraining:
+    """What every retrain of one search needs: its best trials and their configs, the stores in
+    Ray's object store, the tracking context, and the remote function with the search's resources."""
+
+    outcome: Any
+    best: Any  # leaderboard rows
+    configs: dict[str, dict[str, Any]]
+    stores: Any
+    context: tracking.TrackingContext
+    remote: Any
+
+
+def _prepare(name: str, top: int, tracking_uri: str | None, num_cpus: int | None) -> _Retraining:
+    import ray
+
+    if top < 1:
+        raise SearchError(f"--top must be >= 1, got {top}")
+    outcome = search_status(name, tracking_uri=tracking_uri)
+    client = tracking.client(outcome.tracking_uri)
+    table = outcome.leaderboard
+    best = table[table["status"] == tracking.FINISHED].head(top)
+    if best.empty:
+        raise SearchError(f"search {name!r} has no finished trial to retrain")
+    with tempfile.TemporaryDirectory() as folder:
+        raw = yaml.safe_load(
+            Path(
+                client.download_artifacts(outcome.parent_run_id, "search.yaml", folder)
+            ).read_text()
+        )
+        configs = {
+            row.run_id: yaml.safe_load(
+                Path(client.download_artifacts(row.run_id, "config.yaml", folder)).read_text()
+            )
+            for row in best.itertuples()
+        }
+    config = config_from_dict(raw, source=f"search {name!r} (its search.yaml in MLflow)")
+    stores = load_stores(config)
+    init_ray(num_cpus)
+    context = tracking.TrackingContext(
+        outcome.tracking_uri, outcome.experiment_id, outcome.parent_run_id, name,
+        tracking.git_commit(),
+    )  # fmt: skip
+    remote = ray.remote(num_cpus=config.resources.cpus, num_gpus=config.resources.gpu)(_retrain)
+    return _Retraining(outcome, best, configs, ray.put(stores), context, remote)
+
+
+def confirm_search(
+    name: str, *, top: int, seeds: int, tracking_uri: str | None = None, num_cpus: int | None = None
+) -> list[Confirmed]:
+    import ray
+
+    if seeds < 1:
+        raise SearchError(f"--seeds must be >= 1, got {seeds}")
+    job = _prepare(name, top, tracking_uri, num_cpus)
+    pending = {
+        row.run_id: [
+            job.remote.remote(
+                {**job.configs[row.run_id], "seed": SEED_OFFSET + k},
+                (row.visual_feature, row.audio_feature),
+                job.stores,
+                job.context,
+                row.run_id,
+                CONFIRM,
+            )  # fmt: skip
+            for k in range(1, seeds + 1)
+        ]
+        for row in job.best.itertuples()
+    }
+    results = []
+    for row in job.best.itertuples():
+        values = [float(v) for v in ray.get(pending[row.run_id])]
+        label = _label(row._asdict(), (row.visual_feature, row.audio_feature))
+        results.append(Confirmed(row.run_id, label, float(row.val_acc), values))
+    return sorted(results, key=lambda c: -c.mean)
+
+
+def refit_search(
+    name: str, *, top: int, tracking_uri: str | None = None, num_cpus: int | None = None
+) -> list[tuple[str, str, int]]:
+    """Refit the ``top`` best trials on train + val; returns (trial run, label, epochs) each."""
+    import ray
+
+    job = _prepare(name, top, tracking_uri, num_cpus)
+    client = tracking.client(job.outcome.tracking_uri)
+    pending, chosen = [], []
+    for row in job.best.itertuples():
+        history = client.get_metric_history(row.run_id, "val_acc")
+        epochs = max(history, key=lambda m: (m.value, -m.step)).step if history else None
+        epochs = int(epochs or job.configs[row.run_id]["epochs"])
+        features = (row.visual_feature, row.audio_feature)
+        config = {**job.configs[row.run_id], "epochs": epochs}
+        pending.append(
+            job.remote.remote(config, features, job.stores, job.context, row.run_id, REFIT)
+        )
+        chosen.append((row.run_id, _label(row._asdict(), features), epochs))
+    ray.get(pending)
+    return chosen
+
+
+def format_confirmed(results: list[Confirmed]) -> str:
+    lines = [
+        "val accuracy over seeds (the search's seed and the confirm seeds); ranked by the mean",
+        f"{'#':>3} {'mean':>7} {'± std':>7} {'search':>7} {'seeds':>5}  configuration  run",
+    ]
+    for rank, c in enumerate(results, 1):
+        lines.append(
+            f"{rank:>3} {c.mean:7.4f} {c.std:7.4f} {c.original:7.4f} {len(c.values):>5}  "
+            f"{c.label}  {c.run_id[:8]}"
+        )
+    return "\n".join(lines)
