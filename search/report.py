@@ -22,6 +22,7 @@ import numpy as np
 
 from search import tracking
 from search.tune_runner import SearchOutcome
+from trainables.config import trial_label
 
 ATTENTION_ORDER = ("mean", "self", "relation", "transformer")
 FUSION_ORDER = ("fbp", "concat")
@@ -126,9 +127,8 @@ def _confirmed(outcome: SearchOutcome) -> list[tuple[str, list[float]]]:
     rows = []
     for run_id, values in by_trial.items():
         if run_id in table.index:
+            label = f"{trial_label(table.loc[run_id].to_dict())} ({run_id[:8]})"
             row = table.loc[run_id]
-            label = f"{row.visual_feature}+{row.audio_feature} {row.visual_attention}/"
-            label += f"{row.audio_attention} {row.fusion} ({run_id[:8]})"
             rows.append((label, [float(row.val_acc), *values]))
     return sorted(rows, key=lambda item: -float(np.mean(item[1])))
 

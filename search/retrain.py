@@ -31,6 +31,7 @@ from search import tracking
 from search.config import config_from_dict
 from search.errors import SearchError
 from search.tune_runner import init_ray, load_stores, search_status
+from trainables.config import trial_label
 
 CONFIRM, REFIT = "confirm", "refit"
 CONFIRMS, REFITS = "avfusion.confirms", "avfusion.refits"
@@ -57,13 +58,6 @@ class Confirmed:
         return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
 
 
-def _label(config: dict[str, Any], features: tuple[str, str]) -> str:
-    return (
-        f"{features[0]}+{features[1]} {config['visual_attention']}/{config['audio_attention']} "
-        f"{config['fusion']}"
-    )
-
-
 def _retrain(
     trial_config: dict[str, Any],
     features: tuple[str, str],
@@ -83,7 +77,7 @@ def _retrain(
     recorder = tracking.TrialRecorder(
         context,
         trial_id=f"{of_run[:8]}-{kind}-{config.seed}",
-        run_name=f"{_label(config.model_dump(), features)} {kind} {what}",
+        run_name=f"{config.label(*features)} {kind} {what}",
         params={**config.model_dump(), "visual_feature": features[0], "audio_feature": features[1]},
         tags={link: of_run, "avfusion.seed": str(config.seed)},
         config_yaml=yaml.safe_dump(config.model_dump(), sort_keys=False),
@@ -171,7 +165,7 @@ def confirm_search(
     results = []
     for row in job.best.itertuples():
         values = [float(v) for v in ray.get(pending[row.run_id])]
-        label = _label(row._asdict(), (row.visual_feature, row.audio_feature))
+        label = trial_label(row._asdict())
         results.append(Confirmed(row.run_id, label, float(row.val_acc), values))
     return sorted(results, key=lambda c: -c.mean)
 
@@ -194,7 +188,7 @@ def refit_search(
         pending.append(
             job.remote.remote(config, features, job.stores, job.context, row.run_id, REFIT)
         )
-        chosen.append((row.run_id, _label(row._asdict(), features), epochs))
+        chosen.append((row.run_id, trial_label(row._asdict()), epochs))
     ray.get(pending)
     return chosen
 
