@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,13 +75,24 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
 def _load(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's warnings about odd pickles: the error says it
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL (\S+)", str(exc))
-        if found is not None:  # weights_only refused a class or function: nothing ran
+        text = str(exc)
+        found = re.search(r"GLOBAL (\S+)", text)
+        if found is not None:  # the safe unpickler refused a class or function: nothing ran
             raise WeightsError(
                 f"{path}: holds pickled Python objects ({found.group(1)}), not plain weights; "
-                "it was not loaded (it could run code). Save model.state_dict() with torch.save"
+                "it was not loaded (loading it could run code). Save model.state_dict() with "
+                "torch.save"
+            ) from None
+        operand = re.search(r"Unsupported operand \d+", text)
+        if operand is not None and _is_pickle(path):
+            raise WeightsError(
+                f"{path}: holds pickle instructions a safe load refuses ({operand.group(0)}); "
+                "it was not loaded (loading it could run code). Save model.state_dict() with "
+                "torch.save"
             ) from None
         raise WeightsError(f"{path}: not a readable PyTorch weights file") from None
     except Exception as exc:  # noqa: BLE001 - a bad pickle stream raises anything (KeyError, ...)
@@ -91,6 +103,13 @@ def _load(path: Path) -> Any:
         raise WeightsError(
             f"{path}: not a readable PyTorch weights file (text, truncated or corrupt: {reason})"
         ) from None
+
+
+def _is_pickle(path: Path) -> bool:
+    """A pickle of protocol 2 or later (what torch writes) opens with the PROTO opcode; a text
+    file whose first letter happens to be an opcode does not."""
+    with open(path, "rb") as handle:
+        return handle.read(1) == b"\x80" or zipfile.is_zipfile(path)
 
 
 def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

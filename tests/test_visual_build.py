@@ -229,7 +229,8 @@ def test_weights_that_do_not_fit_stop_with_one_line(tmp_path, media, capsys):
     pickled = tmp_path / "model.pth"
     torch.save(nn.Linear(3, 3), pickled)
     recipe = write_recipe(
-        tmp_path / "r.yaml", backbones=[{"name": "ir50", "checkpoint": str(pickled)}]
+        tmp_path / "r.yaml",
+        backbones=[{"name": "ir50", "checkpoint": str(pickled), "preprocess": "arcface"}],
     )
     argv = build_argv(manifest, recipe, tmp_path / "s")
     assert main(argv) == 2
