@@ -29,7 +29,7 @@ from torch import nn
 
 from feature_store.audio_cnn import read_weights
 from feature_store.backbones import BACKBONES, WeightsError, make_backbone
-from feature_store.recipe import RecipeError, load_recipe, parse_recipe
+from feature_store.recipe import BackboneSpec, RecipeError, load_recipe, parse_recipe
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "store"
 LEGACY = {"_use_new_zipfile_serialization": False}  # torch.save as before PyTorch 1.6
@@ -395,3 +395,8 @@ def test_absent_and_non_state_dict_files(tmp_path):
     torch.save([torch.zeros(1)], listed)
     with pytest.raises(WeightsError, match="expected a state dict .* got list"):
         read_weights(listed)
+
+
+def test_dlib_resnet_takes_no_preprocess():
+    with pytest.raises(WeightsError, match="feeds dlib's own input.*remove 'preprocess'"):
+        make_backbone(BackboneSpec(name="dlib-resnet", preprocess="unit"))
