@@ -150,7 +150,9 @@ def fit_weights(
     rename: Callable[[str], str] = lambda key: key,
 ) -> list[str]:
     """Load ``checkpoint`` into ``module``; every parameter and buffer of ``module`` must be there
-    with its shape. Returns the checkpoint's other keys (heads), which are ignored."""
+    with its shape. Returns the checkpoint's other keys (heads, by the file's own names), which
+    are ignored."""
+    original = {rename(key): key for key in checkpoint.state}
     state = {rename(key): value for key, value in checkpoint.state.items()}
     expected = module.state_dict()
     # Older checkpoints have no BatchNorm step counters; they do not change the features.
@@ -160,7 +162,7 @@ def fit_weights(
         for k in expected
         if k in state and state[k].shape != expected[k].shape
     ]
-    ignored = [k for k in state if k not in expected]
+    ignored = [original[k] for k in state if k not in expected]
     if missing or mis_shaped:
         problems = [
             f"{label} {_listed(keys)}"

@@ -135,7 +135,7 @@ LAYOUTS = [
                   "pred_fc1.weight", "pred_fc1.bias", "pred_fc2.weight", "pred_fc2.bias")),
     Layout("vgg-face-dag", "vggface", "vggface-ferplus-basic.yaml",
            up.VggFaceDag, lambda n, p: _plain(n, p, **LEGACY), vgg_face_features, 224,
-           "imagenet", heads=("classifier.6.weight", "classifier.6.bias")),
+           "imagenet", heads=("fc8.weight", "fc8.bias")),
     Layout("torchvision-vgg16", "vggface", "vggface-rafdb-basic.yaml",
            lambda: up.TorchvisionVGG16(num_classes=7), _plain, vgg_face_features, 224, "unit",
            heads=("classifier.6.weight", "classifier.6.bias")),
