@@ -16,14 +16,17 @@ undone here, and the wrapper's other entries come back as ``extra``.
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import re
 import warnings
 import zipfile
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from feature_store.errors import StoreError
@@ -73,10 +76,24 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(path, strip_prefixes({str(k): v for k, v in loaded.items()}), extra)
 
 
+def _numpy_data_types() -> list[Any]:
+    """NumPy's data-only constructors (scalars, arrays, dtypes): training scripts store metrics such
+    as ``best_prec1`` as NumPy scalars. They rebuild values from bytes and run no code; objects
+    inside an object array still pass through the safe unpickler's checks."""
+    core = importlib.import_module(
+        "numpy._core.multiarray" if hasattr(np, "_core") else "numpy.core.multiarray"
+    )
+    dtypes = [
+        kind for kind in vars(getattr(np, "dtypes", object)).values() if isinstance(kind, type)
+    ]
+    return [core.scalar, core._reconstruct, np.ndarray, np.dtype, *dtypes]
+
+
 def _load(path: Path) -> Any:
+    allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
-        with warnings.catch_warnings():  # torch's warnings about odd pickles: the error says it
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(), allow(_numpy_data_types()) if allow else nullcontext():
+            warnings.simplefilter("ignore")  # torch's warnings about odd pickles: the error says it
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)

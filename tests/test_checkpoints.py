@@ -342,6 +342,9 @@ def bad_files(tmp_path):
     files["code-pickle-4"].write_bytes(pickle.dumps({"state_dict": CodeRunner(marker)}, 4))
     files["code-zip"] = tmp_path / "evil.pth"
     torch.save({"state_dict": CodeRunner(marker)}, files["code-zip"])
+    files["code-numpy"] = tmp_path / "evil-numpy.pth"
+    hidden = np.array([CodeRunner(marker)], dtype=object)  # inside an allowed NumPy array
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "history": hidden}, files["code-numpy"])
     files["code-legacy"] = tmp_path / "evil-legacy.pth"
     torch.save({"state_dict": CodeRunner(marker)}, files["code-legacy"], **LEGACY)
     return files, marker
@@ -357,6 +360,7 @@ def bad_files(tmp_path):
         "code-pickle",
         "code-pickle-4",
         "code-zip",
+        "code-numpy",
         "code-legacy",
     ],
 )
@@ -400,3 +404,19 @@ def test_absent_and_non_state_dict_files(tmp_path):
 def test_dlib_resnet_takes_no_preprocess():
     with pytest.raises(WeightsError, match="feeds dlib's own input.*remove 'preprocess'"):
         make_backbone(BackboneSpec(name="dlib-resnet", preprocess="unit"))
+
+
+def test_numpy_metrics_in_a_wrapper_load(tmp_path):
+    """Training scripts keep metrics as NumPy scalars and arrays beside the state dict."""
+    net = up.TorchvisionResNet(num_classes=7)
+    path = tmp_path / "with-numpy.pth.tar"
+    wrapper = {
+        "epoch": 12,
+        "state_dict": _data_parallel(net.state_dict()),
+        "best_prec1": np.float64(61.5),
+        "history": np.array([0.1, 0.2], dtype=np.float32),
+    }
+    torch.save(wrapper, path, **LEGACY)
+    backbone = through_recipe(LAYOUTS[5], path)
+    assert backbone.ignored_keys == ["fc.weight", "fc.bias"]
+    assert read_weights(path)[1]["best_prec1"] == 61.5
