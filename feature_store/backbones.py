@@ -69,19 +69,20 @@ class Preprocessing:
     def __init__(self, spec: PreprocessSpec, size: int, device: torch.device) -> None:
         self.spec, self.size = spec, size
         self.bgr = spec.channels == "bgr"
-        self.scale = spec.scale
-        self.mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
+        mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
+        # (x * scale - mean) / std as one fused multiply-add over the batch
+        self.weight, self.bias = spec.scale / std, -mean / std
 
     def __call__(self, crops: torch.Tensor) -> torch.Tensor:
-        x = crops.to(self.mean.device, torch.float32)
+        x = crops.to(self.weight.device, torch.float32)
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             x = F.interpolate(
                 x, size=(self.size,) * 2, mode="bilinear", antialias=True, align_corners=False
             )
         if self.bgr:
             x = x.flip(1)
-        return (x * self.scale - self.mean) / self.std
+        return torch.addcmul(self.bias, x, self.weight)
 
     def describe(self) -> dict[str, Any]:
         return {**self.spec.model_dump(mode="json"), "size": self.size}
@@ -105,7 +106,7 @@ class TorchBackbone(Backbone):
         self.random_weights, self.ignored_keys = random_weights, ignored_keys
         self.preprocess = preprocessing
         self.input_size = preprocessing.size
-        self.device = preprocessing.mean.device
+        self.device = preprocessing.weight.device
         self.module = module.eval().to(self.device)
 
     @torch.inference_mode()
