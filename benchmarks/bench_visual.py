@@ -12,6 +12,11 @@ second core idle while it detects.
     .venv/bin/python benchmarks/bench_visual.py                       # dlib-resnet, basic
     .venv/bin/python benchmarks/bench_visual.py --recipe conf/store/dlib-resnet-f-meanstd.yaml
     .venv/bin/python benchmarks/bench_visual.py --backbone resnet18   # random weights, for timing
+    .venv/bin/python benchmarks/bench_visual.py --backbone ir50 --no-build  # preprocessing figure
+
+For each torch backbone it also prints the cost of its preprocessing (resize to the input side,
+channel order, scale, mean/std: ``backbone.preprocess``) beside its forward pass over the same
+crops, and their ratio (the preprocessing should be negligible beside the forward pass).
 """
 
 from __future__ import annotations
@@ -52,6 +57,33 @@ def clip_frames(count: int, size=(640, 480)) -> list[np.ndarray]:
     return frames
 
 
+def preprocessing_cost(
+    backbone, crops: torch.Tensor, batch_size: int, repeats: int
+) -> tuple[float, float]:
+    """Best-of-``repeats`` seconds of ``backbone.preprocess`` and of its module's forward pass on
+    one batch of ``crops`` (the preprocessing's output), after one warm-up of each."""
+    batch = crops[:batch_size]
+    timings: dict[str, list[float]] = {"preprocess": [], "forward": []}
+    with torch.inference_mode():
+        ready = backbone.preprocess(batch)
+        backbone.module(ready)
+        for _ in range(repeats):
+            started = time.perf_counter()
+            ready = backbone.preprocess(batch)
+            synchronize(ready)
+            prepared = time.perf_counter()
+            synchronize(backbone.module(ready))
+            finished = time.perf_counter()
+            timings["preprocess"].append(prepared - started)
+            timings["forward"].append(finished - prepared)
+    return min(timings["preprocess"]), min(timings["forward"])
+
+
+def synchronize(tensor: torch.Tensor) -> None:
+    if tensor.is_cuda:
+        torch.cuda.synchronize(tensor.device)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default=str(ROOT / "conf/store/dlib-resnet-basic.yaml"))
@@ -68,6 +100,12 @@ def main() -> int:
     parser.add_argument(
         "--clips", type=int, default=None, help="clips through build_store (default: 2 per worker)"
     )
+    parser.add_argument(
+        "--no-build", action="store_true", help="skip the end-to-end builds (stage figures only)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed passes for the preprocessing figure"
+    )
     args = parser.parse_args()
     args.clips = args.clips or 2 * args.workers
 
@@ -75,10 +113,12 @@ def main() -> int:
         tmp = Path(tmp)
         data = yaml.safe_load(Path(args.recipe).read_text())
         data["sampling"] = {"max_fps": None, "max_frames": None}
-        if args.backbone:
-            data["backbones"] = [{"name": args.backbone, "allow_random_weights": True}] * len(
-                data["backbones"]
-            )
+        if args.backbone:  # random weights, the recipe's preprocessing (if any) kept
+            data["backbones"] = [
+                {"name": args.backbone, "allow_random_weights": True}
+                | ({"preprocess": spec["preprocess"]} if "preprocess" in spec else {})
+                for spec in data["backbones"]
+            ]
         recipe_path = tmp / f"{Path(args.recipe).stem}.yaml"
         recipe_path.write_text(yaml.safe_dump(data))
         recipe = load_recipe(recipe_path)
@@ -99,6 +139,19 @@ def main() -> int:
         started = time.perf_counter()
         extractor.enhancement(crops, extractor.backbones, recipe.batch_size)
         backbone_alone = args.frames / (time.perf_counter() - started)
+
+        # 1b. Per torch backbone: its preprocessing against its forward pass, same crops.
+        print(f"{'backbone':<28} {'preprocess ms':>14} {'forward ms':>11} {'ratio':>7}")
+        for backbone in extractor.backbones:
+            if not hasattr(backbone, "preprocess"):
+                print(f"  {backbone.name:<26} (dlib's own preprocessing, inside its forward pass)")
+                continue
+            prep, forward = preprocessing_cost(backbone, crops, recipe.batch_size, args.repeats)
+            print(
+                f"  {backbone.name:<26} {prep * 1e3:>14.2f} {forward * 1e3:>11.1f} "
+                f"{prep / forward:>7.2%}   (per batch of {min(len(crops), recipe.batch_size)}, "
+                f"{recipe.faces.size} px crops -> {backbone.input_size} px input)"
+            )
 
         # 2. Per stage, one clip through the extractor.
         extractor.extract("warm-up", video)
@@ -121,7 +174,7 @@ def main() -> int:
             writer.writerow(["clip_id", "path", "split", "label"])
             writer.writerows([(f"c{i}", str(video), "train", "Happy") for i in range(args.clips)])
         end_to_end = {}
-        for workers in sorted({1, args.workers}):
+        for workers in [] if args.no_build else sorted({1, args.workers}):
             started = time.perf_counter()
             build_store(
                 manifest, recipe_path, tmp / f"store-{workers}", workers=workers, progress=False
@@ -134,6 +187,8 @@ def main() -> int:
     for workers, rate in end_to_end.items():
         label = f"build_store end to end (workers={workers})"
         print(f"{label:<40} {rate:>10.1f}   {rate / backbone_alone:.2f} x backbone alone")
+    if args.no_build:
+        return 0
     end_to_end = end_to_end[args.workers]
     ratio = end_to_end / backbone_alone
     print(

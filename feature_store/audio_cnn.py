@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import re
 import time
 import uuid
-import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +31,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from feature_store.backbones import WeightsError, strip_prefixes
 from feature_store.devices import resolve_device
 from feature_store.errors import StoreError
 from feature_store.store import CLASSES
+from feature_store.weights import WeightsError, read_checkpoint
 
 if TYPE_CHECKING:
     from feature_store.audio_extract import AudioRecipe
@@ -158,43 +155,12 @@ def _summary(keys: Iterable[str], limit: int = 4) -> str:
 
 def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(state_dict, extra)`` from a weights file: a bare state dict, or a dict holding one under
-    ``state_dict``/``model`` (``extra`` = the other entries); wrapper prefixes (``module.``, ...)
-    are stripped as for the visual backbones, and errors are the same ``WeightsError``.
-
-    Only ``torch.load(weights_only=True)`` is used: a file of pickled objects is refused.
+    ``state_dict``/``model`` (``extra`` = the other entries), read by the shared safe loader
+    (``feature_store.weights``): ``weights_only=True``, prefixes stripped, one ``WeightsError``
+    line naming the file for anything else.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such weights file")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        if found is None or not zipfile.is_zipfile(path):
-            raise WeightsError(f"{path}: not a readable PyTorch weights file") from None
-        raise WeightsError(
-            f"{path}: not a plain weights file; it holds pickled objects ({found.group(1)}) "
-            "that torch.load(weights_only=True) refuses"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise WeightsError(f"{path}: not a readable PyTorch weights file ({reason})") from None
-    extra: dict[str, Any] = {}
-    state = loaded
-    if isinstance(loaded, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(loaded.get(key), dict):
-                state = loaded[key]
-                extra = {k: v for k, v in loaded.items() if k != key}
-                break
-    if not isinstance(state, dict) or not state:
-        raise WeightsError(f"{path}: expected a state dict (layer name -> tensor)")
-    bad = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
-    if bad:
-        raise WeightsError(
-            f"{path}: expected a state dict, but {_summary(map(str, bad))} hold no tensor"
-        )
-    return strip_prefixes(state), extra
+    checkpoint = read_checkpoint(path)
+    return checkpoint.state, checkpoint.extra
 
 
 def load_weights(

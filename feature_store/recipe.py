@@ -163,10 +163,12 @@ class FaceSpec(_Section):
         0.3, ge=0, le=2, description="extend the face box by this ratio (paper: 30 %)"
     )
     size: int = Field(224, ge=32, le=1024, description="side of the square face crop (paper: 224)")
-    chip: Literal["extended-box", "dlib"] = Field(
+    chip: Literal["extended-box", "dlib", "arcface"] = Field(
         "extended-box",
         description="extended-box: the paper's crop above; dlib: dlib.get_face_chip from the 5 "
-        "landmarks (the alignment dlib's face descriptor was trained on; use with size 150)",
+        "landmarks (the alignment dlib's face descriptor was trained on; use with size 150); "
+        "arcface: the 5 landmarks warped onto the ArcFace 112x112 template (insightface, "
+        "face.evoLVe checkpoints; size 112 or a multiple)",
     )
     chip_padding: float = Field(
         0.25, ge=0, le=2, description="padding of a dlib chip around the landmarks (dlib: 0.25)"
@@ -174,17 +176,93 @@ class FaceSpec(_Section):
 
     @model_validator(mode="after")
     def _chip_needs_landmarks(self) -> FaceSpec:
-        if self.chip == "dlib" and not self.align:
-            raise ValueError("chip 'dlib' aligns on the 5-point landmarks: it needs align: true")
+        if self.chip != "extended-box" and not self.align:
+            raise ValueError(
+                f"chip {self.chip!r} aligns on the 5-point landmarks: it needs align: true"
+            )
         return self
 
 
-class BackboneSpec(_Section):
-    """One feature backbone and the weights it runs with."""
+# What a checkpoint's training fed its network, by the name recipes use. Values in the crop's
+# 0..1 RGB are multiplied by ``scale``, then ``(x - mean) / std`` per channel (in ``channels``
+# order, in scaled units).
+PREPROCESS_PRESETS: dict[str, dict[str, Any]] = {
+    # insightface arcface_torch and face.evoLVe.PyTorch: RGB, (x - 0.5) / 0.5
+    "arcface": {"channels": "rgb", "scale": 1.0, "mean": (0.5,) * 3, "std": (0.5,) * 3},
+    # torchvision's ImageNet models and whatever was fine-tuned from them with its transforms
+    "imagenet": {
+        "channels": "rgb",
+        "scale": 1.0,
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+    },
+    # transforms.ToTensor() alone (Emotion-FAN's ResNet-18): 0..1, no mean or std
+    "unit": {"channels": "rgb", "scale": 1.0, "mean": (0.0,) * 3, "std": (1.0,) * 3},
+    # Oxford VGG-Face (vgg_face_dag): RGB in 0..255 minus the training-set mean, no scaling
+    "vggface": {
+        "channels": "rgb",
+        "scale": 255.0,
+        "mean": (129.186279296875, 104.76238250732422, 93.59396362304688),
+        "std": (1.0,) * 3,
+    },
+}
 
-    name: str = Field(description="a registered backbone: ir50, resnet18, vggface, dlib-resnet")
+
+class PreprocessSpec(_Section):
+    """How crops are fed to a backbone: a preset name, or explicit numbers (which override a
+    preset's). In YAML ``preprocess: unit`` or ``preprocess: {preset: arcface, size: 112}`` or
+    ``preprocess: {channels: bgr, scale: 255, mean: [91.5, 103.9, 131.1], std: [1, 1, 1]}``."""
+
+    preset: str | None = Field(
+        None, description=f"one of {', '.join(PREPROCESS_PRESETS)}; or give every number below"
+    )
+    size: int | None = Field(
+        None,
+        ge=16,
+        le=1024,
+        description="input side; default the backbone's (IR nets: the checkpoint's, 112 or 224)",
+    )
+    channels: Literal["rgb", "bgr"] = Field(description="channel order the network expects")
+    scale: float = Field(gt=0, description="crops (0..1) are multiplied by this: 1 or 255")
+    mean: tuple[float, float, float] = Field(description="subtracted after scaling, per channel")
+    std: tuple[float, float, float] = Field(description="divided by after the mean, per channel")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {"preset": data}
+        if isinstance(data, dict) and data.get("preset") is not None:
+            preset = data["preset"]
+            if preset not in PREPROCESS_PRESETS:
+                raise ValueError(
+                    f"unknown preprocess preset {preset!r}; known: {', '.join(PREPROCESS_PRESETS)}"
+                )
+            data = {**PREPROCESS_PRESETS[preset], **data}
+        return data
+
+    @field_validator("std")
+    @classmethod
+    def _nonzero(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(part <= 0 for part in value):
+            raise ValueError("std must be positive")
+        return value
+
+
+class BackboneSpec(_Section):
+    """One feature backbone, the weights it runs with and the preprocessing they were trained on."""
+
+    name: str = Field(
+        description="a registered backbone: ir50, ir-se50 (face.evoLVe), iresnet50, iresnet100 "
+        "(insightface), resnet18, vggface, dlib-resnet"
+    )
     checkpoint: Path | None = Field(
-        None, description="state-dict file (torch.save(model.state_dict())); relative to the cwd"
+        None, description="weights file (a state dict, possibly wrapped); relative to the cwd"
+    )
+    preprocess: PreprocessSpec | None = Field(
+        None,
+        description="what the checkpoint's training fed the network (required with a "
+        "checkpoint): arcface, imagenet, unit, vggface, or explicit numbers",
     )
     pretrain: str | None = Field(
         None, description="what the weights were trained on, for store.json"
@@ -205,6 +283,17 @@ class BackboneSpec(_Section):
     def _absolute(cls, value: Path | None) -> Path | None:
         # Resolved once at load time so worker processes (and store.json) see the same file.
         return None if value is None else value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _checkpoint_names_its_preprocessing(self) -> BackboneSpec:
+        # A wrong normalisation gives plausible, wrong features with no error: never guess it.
+        if self.checkpoint is not None and self.preprocess is None:
+            raise ValueError(
+                f"backbone {self.name!r} has a checkpoint but no preprocess: name what its "
+                f"training fed it ({', '.join(PREPROCESS_PRESETS)}, or explicit size, channels, "
+                "scale, mean, std)"
+            )
+        return self
 
 
 @register_recipe("visual")

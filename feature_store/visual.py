@@ -51,6 +51,8 @@ class VisualExtractor(Extractor):
                 for spec in recipe.backbones
             ],
             "face_detector": recipe.faces.detector,
+            # per backbone: the preprocessing applied and the checkpoint keys ignored (heads)
+            "backbones": [backbone.describe() for backbone in self.backbones],
         }
         self.timings: dict[str, float] = defaultdict(float)  # seconds per stage, for the benchmark
         self._preview: np.ndarray | None = None

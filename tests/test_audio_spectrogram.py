@@ -199,7 +199,9 @@ def test_weights_that_do_not_fit_are_one_line(tmp_path):
     assert "missing keys: features.3.bias, features.3.weight" in message
     assert "unexpected keys: extra.weight" in message
     torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pt")
-    with pytest.raises(WeightsError, match=r"pickled objects \(torch.nn.modules.linear.Linear\)"):
+    with pytest.raises(
+        WeightsError, match=r"pickled Python objects \(torch.nn.modules.linear.Linear\)"
+    ):
         load_weights(AlexNet(1, fc_dim=16), tmp_path / "pickled.pt", head=True)
     (tmp_path / "text.pt").write_text("not weights")
     with pytest.raises(WeightsError, match="not a readable PyTorch weights file"):

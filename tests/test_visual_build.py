@@ -222,6 +222,30 @@ def test_random_weights_only_when_the_recipe_says_so(tmp_path, media):
     )
     assert store.dim == 512 and store.meta["random_weights"] == ["resnet18"]
     assert store.meta["recipe"]["backbones"][0]["allow_random_weights"] is True
+    assert store.meta["backbones"][0]["preprocess"]["preset"] == "imagenet"  # the kind's usual
+
+
+def test_store_json_records_preprocessing_and_ignored_heads(tmp_path, media, capsys):
+    """An Emotion-FAN ResNet_AT checkpoint (DataParallel keys, attention heads) builds a store;
+    store.json says what was fed to it and which keys were left out."""
+    from upstream_nets import ResNetAT
+
+    checkpoint = tmp_path / "fan.pth.tar"
+    state = {f"module.{k}": v for k, v in ResNetAT().state_dict().items()}
+    torch.save({"epoch": 3, "state_dict": state, "prec1": 40.0}, checkpoint)
+    manifest = write_manifest(tmp_path / "m.csv", [("c0", str(media / "other.mp4"), "val", "Fear")])
+    spec = {"name": "resnet18", "checkpoint": str(checkpoint), "preprocess": "unit"}
+    recipe = write_recipe(tmp_path / "r.yaml", backbones=[spec])
+    store = build_store(manifest, recipe, tmp_path / "s", progress=False)
+    described = store.meta["backbones"][0]
+    assert described["preprocess"] == {
+        "preset": "unit", "size": 224, "channels": "rgb", "scale": 1.0,
+        "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0],
+    }  # fmt: skip
+    heads = ["alpha.0.weight", "alpha.0.bias", "beta.0.weight", "beta.0.bias"]
+    assert described["ignored_keys"][:4] == heads and len(described["ignored_keys"]) == 8
+    notices = [line for line in capsys.readouterr().err.splitlines() if "notice:" in line]
+    assert len(notices) == 1 and "8 keys outside backbone 'resnet18' ignored: alpha.0" in notices[0]
 
 
 def test_weights_that_do_not_fit_stop_with_one_line(tmp_path, media, capsys):
@@ -229,7 +253,8 @@ def test_weights_that_do_not_fit_stop_with_one_line(tmp_path, media, capsys):
     pickled = tmp_path / "model.pth"
     torch.save(nn.Linear(3, 3), pickled)
     recipe = write_recipe(
-        tmp_path / "r.yaml", backbones=[{"name": "ir50", "checkpoint": str(pickled)}]
+        tmp_path / "r.yaml",
+        backbones=[{"name": "ir50", "checkpoint": str(pickled), "preprocess": "arcface"}],
     )
     argv = build_argv(manifest, recipe, tmp_path / "s")
     assert main(argv) == 2

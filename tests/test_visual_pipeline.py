@@ -17,12 +17,19 @@ import skimage.filters
 import skimage.transform
 import torch
 from PIL import Image
-from torch import nn
 
-from feature_store import backbones as backbones_mod
 from feature_store.backbones import Backbone, WeightsError, make_backbone
 from feature_store.enhance import ENHANCEMENTS, ROTATIONS, SCALES, make_enhancement
-from feature_store.faces import Face, FaceCropper, crop_affine, extended_box, whole_frame
+from feature_store.faces import (
+    ARCFACE_TEMPLATE,
+    Face,
+    FaceCropper,
+    arcface_affine,
+    crop_affine,
+    extended_box,
+    whole_frame,
+)
+from feature_store.nets import VGG16, vgg_face_dag_name
 from feature_store.recipe import BackboneSpec, FaceSpec
 from feature_store.video import VideoError, decode_frames, sample_indices, write_video
 
@@ -154,74 +161,29 @@ def test_no_face_passes_the_whole_frame(cropper):
 # -- backbones and checkpoints ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, dim", [("ir50", 512), ("resnet18", 512), ("vggface", 4096)])
+@pytest.mark.parametrize(
+    "name, dim",
+    [("ir50", 512), ("ir-se50", 512), ("iresnet50", 512), ("resnet18", 512), ("vggface", 4096)],
+)
 def test_torch_backbone_dims_and_random_weights(name, dim):
     backbone = make_backbone(BackboneSpec(name=name, allow_random_weights=True))
     assert backbone.random_weights and backbone.dim == dim
     assert backbone(torch.rand(1, 3, 224, 224)).shape == (1, dim)
+    assert backbone.describe()["preprocess"]["preset"]  # the kind's usual one, recorded
     with pytest.raises(
         WeightsError, match="has no checkpoint; name one, or set allow_random_weights"
     ):
         make_backbone(BackboneSpec(name=name))
 
 
-@pytest.mark.parametrize("name", ["ir50", "resnet18"])
-def test_checkpoint_round_trip(tmp_path, name):
-    torch.manual_seed(0)
-    original = make_backbone(BackboneSpec(name=name, allow_random_weights=True))
-    for module in original.module.modules():  # non-trivial BatchNorm statistics
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-    state = {f"module.{k}": v for k, v in original.module.state_dict().items()}
-    state.pop(
-        next(k for k in state if k.endswith("num_batches_tracked"))
-    )  # older checkpoints lack them
-    if name == "resnet18":
-        state["module.fc.weight"] = torch.zeros(7, 512)  # a classifier head is ignored
-    path = tmp_path / f"{name}.pth"
-    torch.save({"state_dict": state, "epoch": torch.tensor(3)}, path)
-    loaded = make_backbone(BackboneSpec(name=name, checkpoint=path))
-    assert not loaded.random_weights
-    x = torch.rand(2, 3, 224, 224)
-    torch.testing.assert_close(loaded(x), original(x))
-
-
 def test_vgg_face_dag_names_map_onto_vgg16():
     dag_names = [
         f"conv{b}_{p}" for b, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for p in range(1, n + 1)
     ]
-    mapped = {
-        backbones_mod._vgg_face_dag_name(f"{layer}.weight") for layer in dag_names + ["fc6", "fc7"]
-    }
-    expected = {k for k in backbones_mod.VGG16().state_dict() if k.endswith("weight")}
+    mapped = {vgg_face_dag_name(f"{layer}.weight") for layer in dag_names + ["fc6", "fc7"]}
+    expected = {k for k in VGG16().state_dict() if k.endswith("weight")}
     assert mapped == expected
-    assert backbones_mod._vgg_face_dag_name("fc8.bias") == "classifier.6.bias"
-
-
-def test_bad_checkpoints(tmp_path):
-    pickled = tmp_path / "whole_model.pth"
-    torch.save(nn.Linear(2, 2), pickled)
-    with pytest.raises(
-        WeightsError,
-        match=r"holds pickled Python objects \(torch.nn.modules.linear.Linear\), not plain weights",
-    ):
-        make_backbone(BackboneSpec(name="resnet18", checkpoint=pickled))
-    garbage = tmp_path / "garbage.pth"
-    garbage.write_bytes(b"\x00" * 64)
-    with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
-        make_backbone(BackboneSpec(name="resnet18", checkpoint=garbage))
-    wrong = tmp_path / "linear.pth"
-    torch.save({"layer.weight": torch.zeros(2, 2), "conv1.weight": torch.zeros(1)}, wrong)
-    with pytest.raises(WeightsError) as info:
-        make_backbone(BackboneSpec(name="resnet18", checkpoint=wrong))
-    message = str(info.value)
-    assert "does not fit backbone 'resnet18'" in message
-    assert "missing keys (" in message and "bn1.weight" in message
-    assert "unexpected keys (1): layer.weight" in message
-    assert "wrong shapes (1): conv1.weight [1] vs [64, 3, 7, 7]" in message
-    with pytest.raises(WeightsError, match="no such checkpoint file"):
-        make_backbone(BackboneSpec(name="ir50", checkpoint=tmp_path / "absent.pth"))
+    assert vgg_face_dag_name("fc8.bias") == "classifier.6.bias"
 
 
 def test_dlib_resnet_describes_the_same_face_alike(video, cropper):
@@ -360,3 +322,41 @@ def test_dlib_chip_gives_dlib_resnet_exactly_dlibs_own_descriptor(video):
 def test_dlib_chip_needs_alignment():
     with pytest.raises(ValueError, match="needs align: true"):
         FaceSpec(chip="dlib", align=False)
+
+
+def _similarity(source: np.ndarray, target: np.ndarray):
+    transform = skimage.transform.SimilarityTransform
+    if hasattr(transform, "from_estimate"):  # scikit-image >= 0.26
+        return transform.from_estimate(source, target)
+    reference = transform()
+    assert reference.estimate(source, target)
+    return reference
+
+
+def test_arcface_chip_puts_the_landmarks_on_insightfaces_template():
+    """``chip: arcface`` fits the similarity insightface's ``estimate_norm`` fits (scikit-image's
+    ``SimilarityTransform.estimate``, Umeyama) from the eye centres and nose to the template, and
+    the crop shows the frame through it."""
+    frame = np.ascontiguousarray(skimage.data.astronaut())
+    for size in (112, 224):
+        cropper = FaceCropper(FaceSpec(chip="arcface", size=size))
+        crop, face = cropper(frame)
+        assert crop.shape == (size, size, 3) and face is not None
+        corners = face.landmarks - 0.5  # back to dlib's integer pixel centres, as cv2 uses
+        eyes = sorted([corners[0:2].mean(axis=0), corners[2:4].mean(axis=0)], key=lambda p: p[0])
+        source = np.stack([*eyes, corners[4]])
+        reference = _similarity(source, ARCFACE_TEMPLATE[:3] * size / 112)
+        # Our PIL coefficients map chip pixels to frame pixels: the inverse of the reference.
+        coefficients = np.array(arcface_affine(face.landmarks, size)).reshape(2, 3)
+        to_frame = np.linalg.inv(reference.params)[:2]
+        shift = np.array([0.5, 0.5])  # continuous coordinates on both sides
+        for point in ARCFACE_TEMPLATE * size / 112:
+            ours = coefficients[:, :2] @ (point + shift) + coefficients[:, 2] - shift
+            np.testing.assert_allclose(ours, to_frame[:, :2] @ point + to_frame[:, 2], atol=1e-6)
+        expected = skimage.transform.warp(frame, reference.inverse, output_shape=(size, size))
+        assert np.abs(crop / 255 - expected)[4:-4, 4:-4].mean() < 0.02
+
+
+def test_arcface_chip_needs_alignment():
+    with pytest.raises(ValueError, match="chip 'arcface' aligns on the 5-point landmarks"):
+        FaceSpec(chip="arcface", align=False)
