@@ -168,7 +168,7 @@ class FaceSpec(_Section):
         description="extended-box: the paper's crop above; dlib: dlib.get_face_chip from the 5 "
         "landmarks (the alignment dlib's face descriptor was trained on; use with size 150); "
         "arcface: the 5 landmarks warped onto the ArcFace 112x112 template (insightface, "
-        "face.evoLVe checkpoints; size 112 or a multiple)",
+        "face.evoLVe checkpoints; size a multiple of 112 or 128)",
     )
     chip_padding: float = Field(
         0.25, ge=0, le=2, description="padding of a dlib chip around the landmarks (dlib: 0.25)"
@@ -179,6 +179,11 @@ class FaceSpec(_Section):
         if self.chip != "extended-box" and not self.align:
             raise ValueError(
                 f"chip {self.chip!r} aligns on the 5-point landmarks: it needs align: true"
+            )
+        if self.chip == "arcface" and self.size % 112 and self.size % 128:
+            raise ValueError(
+                f"chip 'arcface' needs size a multiple of 112 or 128 (as insightface's "
+                f"estimate_norm), got {self.size}"
             )
         return self
 

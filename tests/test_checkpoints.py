@@ -104,7 +104,8 @@ def _emotion_fan_at(net, path):
 
 
 def _ferplus_upstream() -> nn.Module:
-    """What Emotion-FAN builds to use the FER+ file: ResNet_AT + LoadParameter of that file."""
+    """The network that wrote the FER+ file: a ResNet-18 with an 8-class ``fc``. Its features are
+    then taken as Emotion-FAN uses that file: ``LoadParameter`` into ``ResNet_AT`` (``saved``)."""
     return up.TorchvisionResNet(num_classes=8)
 
 

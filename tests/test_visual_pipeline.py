@@ -357,6 +357,9 @@ def test_arcface_chip_puts_the_landmarks_on_insightfaces_template():
         assert np.abs(crop / 255 - expected)[4:-4, 4:-4].mean() < 0.02
 
 
-def test_arcface_chip_needs_alignment():
+def test_arcface_chip_needs_alignment_and_a_template_size():
     with pytest.raises(ValueError, match="chip 'arcface' aligns on the 5-point landmarks"):
         FaceSpec(chip="arcface", align=False)
+    with pytest.raises(ValueError, match="multiple of 112 or 128 .* got 150"):
+        FaceSpec(chip="arcface", size=150)
+    assert FaceSpec(chip="arcface", size=128).size == 128
