@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+import guards
 from ensembling.errors import EnsembleError
 
 PROG = "python -m ensembling"
@@ -119,8 +120,8 @@ def _build(args: argparse.Namespace) -> int:
         options["train_counts"] = _counts(args.train_counts)
     recipe = Recipe(**options)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    if args.out is not None and args.out.exists() and not args.force:
-        raise EnsembleError(f"{args.out} exists; pass --force to replace it")
+    if args.out is not None:  # before any work: exists without --force, not ours, read-only
+        guards.prepare_out(args.out, force=args.force, marker=report.SUMMARY_FILE)
 
     client, log_experiment_id = None, None
     if args.scores:
@@ -156,7 +157,8 @@ def _build(args: argparse.Namespace) -> int:
         log_experiment_id = None if args.no_log else scores.experiment_id
         label = scores.experiment_name
     ensemble = build(scores, recipe)
-    out = args.out or Path("ensembles") / f"{label}-{stamp}"
+    # An experiment name is the user's (or MLflow's): a folder name only through the guard.
+    out = args.out or Path("ensembles") / f"{guards.folder_name(label)}-{stamp}"
 
     run_id = None
     if log_experiment_id is not None:
@@ -244,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(COMMANDS[args.command].run(args) or 0)
-    except (EnsembleError, ValidationError) as exc:
+    except (EnsembleError, ValidationError, guards.GuardError) as exc:
         if args.debug:
             traceback.print_exc()
         print(f"{PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
