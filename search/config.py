@@ -77,6 +77,9 @@ class StoresConfig(_Strict):
     audio_feature: list[str] = Field(
         min_length=1, description="audio store variants to search over"
     )
+    validate_deep: bool = Field(
+        False, description="check every store's features sha256 and NaN/Inf before the search"
+    )
 
     def path(self, modality: Literal["visual", "audio"], variant: str) -> Path:
         return self.root / modality / variant
