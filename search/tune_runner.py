@@ -31,7 +31,7 @@ import yaml
 
 import feature_store
 from feature_store.store import Store
-from search import plots, tracking
+from search import plots, tracking, watchdog
 from search.config import SearchConfig, config_from_dict
 from search.errors import ClusterError, SearchError
 from search.lock import SearchLock
@@ -40,6 +40,7 @@ from search.trial import TrialContext, run_trial
 
 CONFIG_FILE = "avfusion_search.yaml"
 LOOPBACK = "127.0.0.1"
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch between a cluster and one host
 # Tune's CSV/JSON/TensorBoard loggers cost time on every result; MLflow is the record.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -108,6 +109,7 @@ def init_ray(num_cpus: int | None = None) -> None:
         check_ray_address(address)
         options: dict[str, Any] = {}
     else:
+        _local_only()
         options = {"num_cpus": num_cpus, "include_dashboard": False, "_node_ip_address": LOOPBACK}
     try:
         ray.init(log_to_driver=True, logging_level="WARNING", **options)
@@ -116,6 +118,19 @@ def init_ray(num_cpus: int | None = None) -> None:
         raise ClusterError(
             f"cannot join the Ray cluster at RAY_ADDRESS={address}: {first}"
         ) from None
+    if not address:
+        watchdog.start()  # ends the local Ray's processes should this driver be SIGKILLed
+
+
+def _local_only() -> None:
+    """A Ray started here serves this machine only. Ray turns a loopback ``_node_ip_address`` into
+    the host's outward IP (and its servers then listen on every interface) unless it is told it is
+    no cluster: with that, the node IP is 127.0.0.1 and Ray's gRPC and agent servers bind it. The
+    variable reaches the processes Ray spawns; the constant is read by this one at init time."""
+    from ray._private import ray_constants
+
+    os.environ[LOCAL_ONLY_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def check_ray_address(address: str, timeout: float = 3.0) -> None:
