@@ -16,6 +16,7 @@ run is ``avfusion.kind=search``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -89,6 +90,17 @@ def client(uri: str):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
+
+
+@contextlib.contextmanager
+def one_line_errors(uri: str):
+    """MLflow's errors (401 without credentials, 403, a server error) as one ``TrackingError``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow at {uri}: {str(exc).splitlines()[0]}") from None
 
 
 def ensure_experiment(uri: str, name: str) -> str:

@@ -673,6 +673,11 @@ def search_status(name: str, *, tracking_uri: str | None = None) -> SearchOutcom
         tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns/mlflow.db"
     )
     tracking.check_reachable(uri)
+    with tracking.one_line_errors(uri):
+        return _status(name, uri)
+
+
+def _status(name: str, uri: str) -> SearchOutcome:
     experiment = tracking.client(uri).get_experiment_by_name(name)
     parent = tracking.find_parent_run(uri, experiment.experiment_id, name) if experiment else None
     if parent is None:

@@ -216,7 +216,7 @@ def test_cluster_configs_pass_ray_up_validation(path: Path):
 
     config = prepare_config(yaml.safe_load(path.read_text()))
     validate_config(config)
-    assert any("mlflow server" in command for command in config["head_start_ray_commands"])
+    assert any("mlflow-server.sh" in command for command in config["head_start_ray_commands"])
 
 
 @pytest.mark.slow

@@ -137,13 +137,16 @@ def test_a_sigkilled_driver_leaves_no_ray_process_behind(tmp_path: Path):
     args += ["--set", "budget.grace_period=50", "--set", "budget.time_limit_s=600"]
     driver = subprocess.Popen(
         [sys.executable, "-m", "search", *args],
-        cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=tmp_path, env=cli_env(), stdout=open(tmp_path / "out.txt", "w"),  # noqa: SIM115
+        stderr=subprocess.DEVNULL,
     )  # fmt: skip
     noted: dict[int, int] = {}
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # until a trial trains (it has an MLflow run)
         noted.update(watchdog.descendants(driver.pid))
-        if any(r.data.tags.get("avfusion.kind") == "trial" for r in _runs(tmp_path)):
+        # The database is ours to read once the driver has made the parent run in it.
+        started = "parent run" in (tmp_path / "out.txt").read_text()
+        if started and any(r.data.tags.get("avfusion.kind") == "trial" for r in _runs(tmp_path)):
             break
         assert driver.poll() is None, "the search ended before a trial ran"
         time.sleep(2)
