@@ -6,6 +6,7 @@ without (or with wrong) credentials is refused."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import signal
@@ -48,10 +49,12 @@ def _status(url: str, user: str | None = None, password: str | None = None) -> i
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=60) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
+    except (urllib.error.URLError, OSError):
+        return 0  # not listening (yet)
 
 
 def test_the_server_refuses_to_start_without_a_password(tmp_path: Path):
@@ -115,6 +118,7 @@ def test_a_search_and_an_ensemble_through_an_authenticated_server(tmp_path: Path
         assert refused.returncode == 2 and not other.exists(), refused.stderr[-2000:]
         assert len(refused.stderr.strip().splitlines()) == 1
     finally:
-        os.killpg(server.pid, signal.SIGTERM)  # the server and its workers, ours only
+        with contextlib.suppress(ProcessLookupError):  # the server and its workers, ours only
+            os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
         log.close()
