@@ -25,6 +25,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PROGRESS = re.compile(r"\d+%\||\d+/\d+ \[")  # tqdm bars are not messages
+# Ray's and MLflow's timestamped log lines (e.g. Ray's token-auth notice) are not our messages.
+LOGGED = re.compile(r"^\d{4}[-/]\d\d[-/]\d\d[ T]\d\d:\d\d:\d\d")
 
 # Runs in the checkout under test: a visual + audio pair of tiny stores (4 classes of train/val
 # clips, 2 test clips), and score folders for `ensembling build --scores`.
@@ -40,21 +42,30 @@ SETUP = textwrap.dedent(
         clips = pd.DataFrame({"clip_id": ids, "split": splits, "label": labels, "length": [2] * 16})
         feature_store.write_store(f"{root}/stores/{modality}/basic", clips,
             rng.standard_normal((32, dim)).astype("float32"), name="basic", modality=modality)
-    for t in range(3):
-        val = rng.dirichlet(np.ones(7), 14).astype("float32")
-        import os; os.makedirs(f"{root}/scores/t{t}", exist_ok=True)
-        np.savez(f"{root}/scores/t{t}/scores.npz", clip_ids_val=np.array([f"v{j}" for j in range(14)]),
-            val=val, labels_val=np.arange(14) % 7,
-            clip_ids_test=np.array(["../../../../tmp/avfusion-zipslip", "/abs/x", "ok"]),
-            test=rng.dirichlet(np.ones(7), 3).astype("float32"))
+    import os
+    for folder, test_ids in (("scores", ["t0", "t1", "t2"]),
+                             ("unsafe", ["../../../../tmp/avfusion-zipslip", "/abs/x", "ok"])):
+        for t in range(3):
+            val = rng.dirichlet(np.ones(7), 14).astype("float32")
+            os.makedirs(f"{root}/{folder}/t{t}", exist_ok=True)
+            np.savez(f"{root}/{folder}/t{t}/scores.npz",
+                clip_ids_val=np.array([f"v{j}" for j in range(14)]),
+                val=val, labels_val=np.arange(14) % 7, clip_ids_test=np.array(test_ids),
+                test=rng.dirichlet(np.ones(7), 3).astype("float32"))
     """
 )
 
 
-FORCE_STORE = (
-    "import sys, feature_store; s = feature_store.open_store(sys.argv[1] + '/stores/visual/basic'); "
-    "feature_store.write_store(sys.argv[1] + '/user', s.clips[['clip_id', 'split', 'label', "
-    "'length']], s.array, name='x', modality='visual', force=True)"
+FORCE_STORE = textwrap.dedent(
+    """
+    import sys, feature_store
+    s = feature_store.open_store(sys.argv[1] + "/stores/visual/basic")
+    try:
+        feature_store.write_store(sys.argv[1] + "/user", s.clips[["clip_id", "split", "label",
+            "length"]], s.array, name="x", modality="visual", force=True)
+    except feature_store.StoreError as exc:
+        sys.exit(f"write_store: error: {exc}")
+    """
 )
 
 
@@ -136,8 +147,8 @@ def _cut_ensemble(root: Path) -> None:
     )
 
 
-def _ens(root: Path, *extra: str) -> list[str]:
-    return ["ensembling", "build", "--scores", *(f"{root}/scores/t{t}" for t in range(3)), *extra]
+def _ens(root: Path, *extra: str, folder: str = "scores") -> list[str]:
+    return ["ensembling", "build", "--scores", *(f"{root}/{folder}/t{t}" for t in range(3)), *extra]
 
 
 def _zip_check(root: Path) -> str:
@@ -157,7 +168,7 @@ def _stale(root: Path) -> None:
 CASES = [
     Case(
         "clip id `../../x` into submission.zip",
-        lambda r: _ens(r, "--out", f"{r}/ens", "--no-log"),
+        lambda r: _ens(r, "--out", f"{r}/ens", "--no-log", folder="unsafe"),
         check=_zip_check,
     ),
     Case(
@@ -296,6 +307,12 @@ SEARCH_CASES = [
         timeout=150,
     ),
     Case(
+        "RAY_ADDRESS it cannot join",
+        lambda r: ["search", "run", str(_search_yaml(r))],
+        env={"RAY_ADDRESS": "not an address"},
+        timeout=150,
+    ),
+    Case(
         "read-only storage_path",
         lambda r: (
             ["search", "run", str(_search_yaml(r)), "--set", "storage_path=/proc/rt"]
@@ -328,7 +345,7 @@ def run_case(case: Case, code: Path, python: str) -> tuple[str, str, str, float]
             lines = [
                 line
                 for line in done.stderr.splitlines()
-                if line.strip() and not PROGRESS.search(line)
+                if line.strip() and not PROGRESS.search(line) and not LOGGED.match(line)
             ]
             first = lines[0] if lines else "(no stderr)"
             if len(lines) > 1:

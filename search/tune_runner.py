@@ -550,7 +550,7 @@ def resume_search(
     name: str, *, storage_path: str = "ray_results", num_cpus: int | None = None
 ) -> SearchOutcome:
     """Continue an interrupted search in the same MLflow parent run. Tune restarts every trial
-    its last snapshot had not seen end; such a trial whose run is complete in MLflow hands that
+    its last snapshot had not seen end, and every trial that failed (a lost node, ...); such a trial whose run is complete in MLflow hands that
     result back instead of training again, any other earlier run of it is deleted, and so are the
     runs of trials the snapshot never knew. Every trial Tune ran has then exactly one run."""
     with SearchLock(storage_path, name) as holder:
@@ -597,7 +597,7 @@ def _restore_tuner(
         path,
         trainable=_trainable(config, stores, context),
         resume_unfinished=True,
-        resume_errored=False,
+        resume_errored=True,  # every trial of the budget without a finished or stopped run
     )
     trial_ids, interrupted = _fit(tuner, config, uri, _classes(stores))
     unknown = tracking.drop_unknown_trials(uri, experiment_id, parent_run_id, trial_ids)

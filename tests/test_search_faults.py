@@ -104,6 +104,7 @@ def test_every_trial_failing_is_one_line_each_and_exit_1_on_loopback_only(tmp_pa
     root = write_tiny_stores(tmp_path / "stores")
     args = search_args(root, tmp_path, "--num-cpus", "2", "--set", "trial.device=cuda")
     args += ["--set", "budget.max_failures=1"]  # each trial is retried once, counted once
+    args += ["--set", "budget.time_limit_s=3000"]  # the resume below runs on the same budget
     driver = subprocess.Popen(
         [sys.executable, "-m", "search", *args],
         cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -128,6 +129,16 @@ def test_every_trial_failing_is_one_line_each_and_exit_1_on_loopback_only(tmp_pa
     assert len({r.data.tags["avfusion.trial_id"] for r in trials}) == 4  # retries replaced
     assert parent[0].data.tags["avfusion.driver"].startswith(f"pid {driver.pid} on ")
     assert {r.data.tags["avfusion.visual_deep_validated"] for r in trials} == {"false"}
+
+    # `resume` reruns every trial of the budget that has no finished or stopped-early run: the
+    # failed ones train again (and fail again), each still with exactly one run.
+    storage = str(tmp_path / "ray_results")
+    resumed = run_cli("search", ["resume", "demo", "--storage", storage, "--num-cpus", "2"],
+                      tmp_path, timeout=300)  # fmt: skip
+    assert resumed.returncode == 1, resumed.stderr[-3000:]
+    again = [r for r in _runs(tmp_path) if r.data.tags.get("avfusion.kind") == "trial"]
+    assert len(again) == 4 and len({r.data.tags["avfusion.trial_id"] for r in again}) == 4
+    assert not {r.info.run_id for r in again} & {r.info.run_id for r in trials}
 
 
 @pytest.mark.slow
