@@ -104,7 +104,7 @@ def init_ray(num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
-    address = os.environ.get("RAY_ADDRESS")
+    address = os.environ.get("RAY_ADDRESS") or _started_here()
     if address:
         check_ray_address(address)
         options: dict[str, Any] = {}
@@ -120,6 +120,14 @@ def init_ray(num_cpus: int | None = None) -> None:
         ) from None
     if not address:
         watchdog.start()  # ends the local Ray's processes should this driver be SIGKILLed
+
+
+def _started_here() -> str | None:
+    """The cluster ``ray start`` brought up on this machine (``ray submit`` runs the driver on the
+    head without ``RAY_ADDRESS``): ``ray.init()`` joins it, as Ray itself would."""
+    from ray._private import services
+
+    return services.find_bootstrap_address(None)
 
 
 def _local_only() -> None:
