@@ -104,7 +104,9 @@ def test_cli_bad_input_is_one_line_before_any_trial(tmp_path: Path):
     assert result.stderr.strip().splitlines() == [
         line for line in result.stderr.strip().splitlines() if "does not answer" in line
     ], result.stderr
-    assert not (tmp_path / "ray_results").exists()
+    # No Tune state was written (the storage folder holds only the search's lock file).
+    assert not (tmp_path / "ray_results" / "demo").exists()
+    assert [p.name for p in (tmp_path / "ray_results").iterdir()] == [".demo.lock"]
 
 
 def test_pruned_trials_reach_optuna_as_pruned():
