@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+import guards
 from ensembling.errors import EnsembleError
 
 PROG = "python -m ensembling"
@@ -137,8 +138,8 @@ def _build(args: argparse.Namespace) -> int:
         options["train_counts"] = _counts(args.train_counts)
     recipe = Recipe(**options)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    if args.out is not None and args.out.exists() and not args.force:
-        raise EnsembleError(f"{args.out} exists; pass --force to replace it")
+    if args.out is not None:  # before any work: exists without --force, not ours, read-only
+        guards.prepare_out(args.out, force=args.force, marker=report.SUMMARY_FILE)
 
     client, log_experiment_id = None, None
     if args.scores:
@@ -190,7 +191,8 @@ def _build(args: argparse.Namespace) -> int:
         test_probs = combine(refit_test, weights, ensemble.class_weights)
         ensemble = replace(ensemble, test_probs=test_probs)
         source["refits"] = refits
-    out = args.out or Path("ensembles") / f"{label}-{stamp}"
+    # An experiment name is the user's (or MLflow's): a folder name only through the guard.
+    out = args.out or Path("ensembles") / f"{guards.folder_name(label)}-{stamp}"
 
     run_id = None
     if log_experiment_id is not None:
@@ -272,18 +274,20 @@ def _compare(args: argparse.Namespace) -> int:
     from ensembling import compare, sources, tracking
 
     spec = compare.load_spec(args.spec)
-    if args.out is not None and args.out.exists() and not args.force:
-        raise EnsembleError(f"{args.out} exists; pass --force to replace it")
+    if args.out is not None:
+        guards.prepare_out(args.out, force=args.force, marker=compare.SUMMARY_FILE)
     client = tracking.connect(args.tracking_uri)
     scores = sources.from_mlflow(client, args.experiment, top=args.top)
     rows = compare.compare(scores, spec)
     text = compare.render(rows, spec, f"{scores.experiment_name} ({len(scores.candidates)} trials)")
     print(text, end="")
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "compare.md").write_text(text)
+        staging = guards.staging_dir(args.out)
+        staging.mkdir(parents=True)
+        (staging / "compare.md").write_text(text)
         payload = json.dumps(compare.as_json(rows, spec), indent=2, default=str)
-        (args.out / "compare.json").write_text(payload + "\n")
+        (staging / compare.SUMMARY_FILE).write_text(payload + "\n")
+        guards.swap_in(staging, args.out)
         print(f"wrote {args.out}")
     return 0
 
@@ -319,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(COMMANDS[args.command].run(args) or 0)
-    except (EnsembleError, ValidationError) as exc:
+    except (EnsembleError, ValidationError, guards.GuardError) as exc:
         if args.debug:
             traceback.print_exc()
         print(f"{PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)

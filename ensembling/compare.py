@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+import guards
 from ensembling.build import Recipe, fit
 from ensembling.class_weights import AFEW_TRAIN_COUNTS, WeightContext, resolve
 from ensembling.errors import EnsembleError
@@ -36,6 +36,7 @@ from ensembling.greedy import combine, cross_validate
 from ensembling.metrics import score
 from ensembling.sources import ScoreSet
 
+SUMMARY_FILE = "compare.json"  # what marks a folder as a comparison we wrote (for --force)
 Procedure = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
 
@@ -100,13 +101,9 @@ def load_spec(path: str | os.PathLike[str]) -> CompareSpec:
     """The spec at ``path``; any problem is one ``EnsembleError`` line naming the file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EnsembleError(f"{path}: cannot read the spec ({exc.__class__.__name__})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise EnsembleError(f"{path}:{where} not valid YAML") from None
+        data = guards.read_yaml(path, "compare spec")
+    except guards.GuardError as exc:
+        raise EnsembleError(str(exc)) from None
     try:
         return CompareSpec.model_validate(data)
     except ValidationError as exc:

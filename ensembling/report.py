@@ -11,7 +11,6 @@ renamed into place):
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import zipfile
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import guards
 from ensembling.build import Ensemble
 from ensembling.errors import OutputError
 from ensembling.metrics import CLASSES, confusion
@@ -271,7 +271,8 @@ def _write_files(ensemble: Ensemble, info: dict, directory: Path) -> None:
     val_table.to_csv(directory / "predictions_val.csv", index=False, float_format="%.6f")
     with zipfile.ZipFile(directory / "submission.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         for clip_id, emotion in zip(test_table["clip_id"], test_table["emotion"]):
-            archive.writestr(f"{clip_id}.txt", emotion)
+            # Second guard after the stores': an entry never escapes the extraction folder.
+            archive.writestr(f"{guards.check_name(str(clip_id), 'test clip id')}.txt", emotion)
     (directory / "report.md").write_text(render(info))
     counts = confusion(ensemble.val_probs.argmax(axis=1), scores.labels_val, len(CLASSES))
     _plot_confusion(
@@ -283,23 +284,16 @@ def _write_files(ensemble: Ensemble, info: dict, directory: Path) -> None:
 
 
 def write(ensemble: Ensemble, out: Path, info: dict, *, force: bool = False) -> Path:
-    """Write every output into ``out`` atomically; an existing ``out`` needs ``force``."""
+    """Write every output into ``out`` atomically; an existing ``out`` needs ``force`` and must be
+    an ensemble folder (``guards.prepare_out``)."""
     out = Path(out)
-    if out.exists() and not force:
-        raise OutputError(f"{out} exists; pass --force to replace it")
+    guards.prepare_out(out, force=force, marker=SUMMARY_FILE)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = guards.staging_dir(out)
     staging.mkdir()
     try:
         _write_files(ensemble, info, staging)
-        if out.exists():
-            retired = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(retired)
-            staging.rename(out)
-            shutil.rmtree(retired)
-        else:
-            staging.rename(out)
+        guards.swap_in(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -319,4 +313,10 @@ def read(directory: Path) -> dict:
         raise OutputError(f"{path}: format is not {FORMAT!r}")
     if info.get("version") != VERSION:
         raise OutputError(f"{path}: version {info.get('version')!r}, this code reads {VERSION}")
+    try:
+        render(info)
+    except KeyError as exc:
+        raise OutputError(f"{path}: incomplete, lacks key {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise OutputError(f"{path}: malformed ({exc})") from None
     return info

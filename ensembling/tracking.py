@@ -46,8 +46,23 @@ def connect(uri: str | None, *, must_exist: bool = True) -> MlflowClient:
                 "pass --tracking-uri or set MLFLOW_TRACKING_URI"
             )
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
-    return MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri)
+    if uri.startswith(("http://", "https://")):
+        # A server behind authentication refuses a client without (or with wrong) credentials:
+        # say so in one line before any work, naming MLflow's variables for them.
+        try:
+            client.search_experiments(max_results=1)
+        except MlflowException as exc:
+            first = str(exc).splitlines()[0]
+            hint = (
+                "; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+                if " 401 " in first or " 403 " in first
+                else ""
+            )
+            raise TrackingError(f"tracking server {uri}: {first[:200]}{hint}") from None
+    return client
 
 
 def _probe(uri: str) -> None:

@@ -40,10 +40,10 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 from tqdm.auto import tqdm
 
-from feature_store.errors import StoreError, StoreExistsError
+from feature_store.errors import StoreError
 from feature_store.manifest import read_manifest
 from feature_store.recipe import RecipeBase, import_modality, load_recipe
-from feature_store.store import META_FILE, Store, StoreWriter
+from feature_store.store import Store, StoreWriter, check_out
 
 REJECTED_FILE = "rejected.csv"
 PREVIEW_CLIPS = 8  # clips shown on the contact sheet
@@ -257,8 +257,7 @@ def build_store(
 ) -> Store:
     """Build the store at ``out`` from every clip of ``manifest`` with the recipe; resumable."""
     out = Path(out)
-    if (out / META_FILE).exists() and not force:
-        raise StoreExistsError(f"{out}: already holds a store; refusing to overwrite (use --force)")
+    check_out(out, force=force)  # before any clip: --force replaces only a store
     if workers < 1:
         raise StoreError(f"--workers must be at least 1, got {workers}")
     clips = read_manifest(manifest)

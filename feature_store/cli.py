@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import guards
 from feature_store.errors import StoreError
 
 
@@ -48,7 +49,7 @@ def run_cli(
         return 2
     try:
         return int(commands[args.command].run(args) or 0)
-    except (StoreError, *user_errors) as exc:
+    except (StoreError, guards.GuardError, *user_errors) as exc:
         if args.debug:
             traceback.print_exc()
         print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+import guards
 from feature_store.errors import StoreError
 from feature_store.store import CLASSES, SPLITS
 
@@ -69,6 +70,12 @@ def _parse_row(path: Path, line: int, row: dict[str, str | None]) -> tuple[int, 
     values = {name: (row.get(name) or "").strip() for name in COLUMNS}
     if not values["clip_id"]:
         raise ManifestError(f"{path}:{line}: empty clip_id")
+    # A clip id becomes a file name (work files, submission entries): a name, never a path.
+    reason = guards.unsafe_reason(values["clip_id"])
+    if reason:
+        raise ManifestError(
+            f"{path}:{line}: clip id {values['clip_id']!r} {reason}; clip ids are names, not paths"
+        )
     if not values["path"]:
         raise ManifestError(f"{path}:{line}: clip {values['clip_id']!r} has an empty path")
     split = values["split"].lower()

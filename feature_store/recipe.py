@@ -21,9 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+import guards
 from feature_store.errors import StoreError
 from feature_store.store import MODALITIES
 
@@ -109,12 +109,10 @@ def parse_recipe(data: Any, source: str = "<recipe>", *, name: str | None = None
 def load_recipe(path: str | os.PathLike[str]) -> RecipeBase:
     """Read and validate ``conf/store/NAME.yaml``; the store name defaults to ``NAME``."""
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"{path}: no such recipe file")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+        data = guards.read_yaml(path, "recipe file")
+    except guards.GuardError as exc:
+        raise RecipeError(str(exc)) from None
     return parse_recipe(data, str(path), name=path.stem)
 
 

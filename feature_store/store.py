@@ -4,7 +4,8 @@ A store is ``store.json`` (metadata and checksums), ``clips.parquet`` (one row p
 label, offset and length of its rows) and ``features.npy`` (one ``[total_vectors, dim]`` array,
 memory-mapped on open). ``StoreWriter`` writes into a temporary sibling directory and renames it
 into place, so a store is either complete or absent. ``open_store`` checks the format version,
-shapes and offsets (cheap); ``Store.validate_deep`` also checks the checksums and NaN/Inf.
+shapes, offsets and the clip table's sha256 (cheap); ``Store.validate_deep`` also checks the large
+features file's sha256 and NaN/Inf (``deep_validated`` records that it passed).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import guards
 from feature_store.errors import (
     CorruptStoreError,
     NotAStoreError,
@@ -114,11 +116,7 @@ class StoreWriter:
             raise StoreError(f"dim must be positive, got {dim}")
         if len(classes) != len(set(classes)):
             raise StoreError(f"classes must be distinct, got {list(classes)}")
-        if self.path.exists() and not force:
-            what = "a store" if (self.path / META_FILE).exists() else "files"
-            raise StoreExistsError(
-                f"{self.path}: already holds {what}; refusing to overwrite (use --force)"
-            )
+        check_out(self.path, force=force)
         self.force = force
         self.dtype = np.dtype(dtype)
         self.dim = int(dim)
@@ -139,6 +137,7 @@ class StoreWriter:
         if extra:
             self.meta.update(extra)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        guards.remove_stale_staging(self.path.parent)  # what SIGKILLed writers left behind
         self._tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._tmp.mkdir()
         # Held open across add() calls and closed by close()/abort().
@@ -154,6 +153,9 @@ class StoreWriter:
     ) -> None:
         """Append one clip: its ``[n, dim]`` vectors (n may be 0) and optional provenance columns."""
         clip_id = str(clip_id)
+        reason = guards.unsafe_reason(clip_id)
+        if reason:
+            raise StoreError(f"clip id {clip_id!r} {reason}; clip ids are names, not paths")
         if clip_id in self._seen:
             raise StoreError(f"duplicate clip id {clip_id!r}")
         if split not in SPLITS:
@@ -234,20 +236,27 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in store.json")
 
 
+def check_out(path: str | os.PathLike[str], *, force: bool) -> None:
+    """Before any work: an existing ``path`` needs ``force``, and ``force`` replaces only a store
+    (a folder with its ``store.json``) or an empty folder; the place must be writable."""
+    path = Path(path)
+    if path.exists() and not force:
+        what = "a store" if (path / META_FILE).exists() else "files"
+        raise StoreExistsError(f"{path}: already holds {what}; refusing to overwrite (use --force)")
+    try:
+        guards.prepare_out(path, force=force, marker=META_FILE)
+    except guards.GuardError as exc:
+        raise (StoreExistsError if path.exists() else StoreError)(str(exc)) from None
+
+
 def _replace_dir(tmp: Path, path: Path, *, force: bool) -> None:
-    """Rename ``tmp`` to ``path``; with ``force`` an existing ``path`` is swapped out, then removed."""
-    if path.exists():
-        if not force:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise StoreExistsError(
-                f"{path}: already holds a store; refusing to overwrite (use --force)"
-            )
-        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(path, old)
-        os.rename(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, path)
+    """Rename ``tmp`` to ``path``; with ``force`` an existing store is swapped out, then removed."""
+    try:
+        check_out(path, force=force)
+    except StoreError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    guards.swap_in(tmp, path)
 
 
 def write_store(
@@ -291,8 +300,17 @@ class Padded:
 class Store:
     """A feature store opened for reading; ``features`` is memory-mapped unless loaded."""
 
-    def __init__(self, path: Path, meta: dict[str, Any], clips: pd.DataFrame, array: np.ndarray):
+    def __init__(
+        self,
+        path: Path,
+        meta: dict[str, Any],
+        clips: pd.DataFrame,
+        array: np.ndarray,
+        deep_validated: bool = False,
+    ):
         self.path = path
+        # True once validate_deep() passed: the features' sha256 and finiteness were checked.
+        self.deep_validated = deep_validated
         self.meta = meta
         self.clips = clips
         self.array = array
@@ -388,28 +406,24 @@ class Store:
     def load(self) -> Store:
         """The same store with its features read into memory (picklable, e.g. for Ray's object
         store, which shares the array zero-copy between processes)."""
-        return Store(self.path, self.meta, self.clips, np.ascontiguousarray(self.array))
+        array = np.ascontiguousarray(self.array)
+        return Store(self.path, self.meta, self.clips, array, self.deep_validated)
 
     def __reduce__(self):
         array = self.array
         if isinstance(array, np.memmap):
             return (open_store, (str(self.path),))
-        return (Store, (self.path, self.meta, self.clips, array))
+        return (Store, (self.path, self.meta, self.clips, array, self.deep_validated))
 
     # -- checks -------------------------------------------------------------------------------
     def validate_deep(self) -> None:
         """Checksums of every file against ``store.json`` and a scan for NaN/Inf."""
-        recorded = self.meta.get("files") or {}
         for name in (FEATURES_FILE, CLIPS_FILE):
-            expected = recorded.get(name)
-            if expected is None:
-                raise CorruptStoreError(f"{self.path / META_FILE}: no checksum recorded for {name}")
-            actual = sha256_file(self.path / name)
-            if actual != expected:
-                raise CorruptStoreError(
-                    f"{self.path / name}: sha256 {actual[:12]}… differs from the recorded "
-                    f"{expected[:12]}… (file altered or corrupt)"
-                )
+            _check_hash(self.path, self.meta, name, required=True)
+        self._check_finite()
+        self.deep_validated = True
+
+    def _check_finite(self) -> None:
         if self.array.dtype.kind != "f":
             return
         chunk = max(1, (1 << 24) // max(1, self.dim))
@@ -428,6 +442,21 @@ class Store:
                 raise CorruptStoreError(
                     f"{self.path / FEATURES_FILE}: NaN or Inf in row {bad_row} ({where})"
                 )
+
+
+def _check_hash(path: Path, meta: dict[str, Any], name: str, *, required: bool) -> None:
+    """The file's sha256 against the one ``store.json`` recorded when the store was written."""
+    expected = (meta.get("files") or {}).get(name)
+    if expected is None:
+        if required:
+            raise CorruptStoreError(f"{path / META_FILE}: no checksum recorded for {name}")
+        return
+    actual = sha256_file(path / name)
+    if actual != expected:
+        raise CorruptStoreError(
+            f"{path / name}: sha256 {actual[:12]}… differs from the recorded "
+            f"{expected[:12]}… (file altered or corrupt)"
+        )
 
 
 def _check_split(split: str) -> None:
@@ -510,7 +539,8 @@ def _check_clips(path: Path, clips: pd.DataFrame, meta: dict[str, Any], rows: in
 
 
 def open_store(path: str | os.PathLike[str]) -> Store:
-    """Open a store: metadata, clips and a memory map of the features, all checked for consistency."""
+    """Open a store: metadata, clips (against their recorded sha256) and a memory map of the
+    features, all checked for consistency."""
     path = Path(path)
     meta = _read_meta(path)
     features_path = path / FEATURES_FILE
@@ -534,6 +564,9 @@ def open_store(path: str | os.PathLike[str]) -> Store:
             f"{features_path}: {actual_size} bytes but its header promises {expected_size} "
             "(truncated or altered)"
         )
+    # The clip table is small: its recorded hash is checked on every open (an edited label or
+    # split must not train silently); the large array's waits for validate_deep (`--deep`).
+    _check_hash(path, meta, CLIPS_FILE, required=False)
     try:
         clips = pd.read_parquet(clips_path)
     except Exception as exc:  # pyarrow raises many kinds for a damaged file

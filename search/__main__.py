@@ -51,7 +51,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _print_outcome(outcome, format_leaderboard) -> int:
-    """The leaderboard; exit status 130 (as for any Ctrl+C) when the search was interrupted."""
+    """The leaderboard and a summary; exit status 130 (as for any Ctrl+C) when the search was
+    interrupted, 1 when no trial finished."""
     so_far = " so far" if outcome.interrupted else ""
     print(
         f"\nsearch {outcome.name} — leaderboard{so_far} (val_acc{' beside the oracle' if outcome.oracle else ''}):"
@@ -60,6 +61,20 @@ def _print_outcome(outcome, format_leaderboard) -> int:
     print(
         f"\nMLflow: {outcome.tracking_uri}  experiment {outcome.experiment_id}, parent run {outcome.parent_run_id}"
     )
+    counts = outcome.leaderboard["status"].value_counts() if len(outcome.leaderboard) else {}
+    summary = ", ".join(
+        f"{int(counts.get(status, 0))} {status.replace('_', ' ')}"
+        for status in ("finished", "stopped_early", "failed")
+    )
+    print(f"search {outcome.name}: {summary}")
+    if not outcome.interrupted and not counts.get("finished", 0):
+        # Nothing to ensemble: a script (`make demo`) must stop here.
+        print(
+            f"search {outcome.name}: no trial finished ({summary}); "
+            "the cause of each failed trial is printed above",
+            file=sys.stderr,
+        )
+        return 1
     if outcome.interrupted:
         storage = (
             "" if outcome.storage_path == "ray_results" else f" --storage {outcome.storage_path}"

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+import guards
 from search.errors import SearchConfigError
 
 # Trial fields the search sets itself: epochs comes from the budget, the seed from the search seed.
@@ -75,6 +76,9 @@ class StoresConfig(_Strict):
     )
     audio_feature: list[str] = Field(
         min_length=1, description="audio store variants to search over"
+    )
+    validate_deep: bool = Field(
+        False, description="check every store's features sha256 and NaN/Inf before the search"
     )
 
     def path(self, modality: Literal["visual", "audio"], variant: str) -> Path:
@@ -214,11 +218,9 @@ def load_search_config(
     """Read, override, validate: ``SearchConfigError`` names the file and the key on any problem."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SearchConfigError(f"{path}: no such search config") from None
-    except yaml.YAMLError as exc:
-        raise SearchConfigError(f"{path}: not valid YAML ({exc})") from None
+        raw = guards.read_yaml(path, "search config")
+    except guards.GuardError as exc:
+        raise SearchConfigError(str(exc)) from None
     if not isinstance(raw, dict):
         raise SearchConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
     if smoke_test:

@@ -141,7 +141,12 @@ def ensure_plots(
 
     queue = plot_queue(search, uri, classes)
     try:
-        ray.get([actor.drain.remote() for actor in queue.actors], timeout=timeout)
+        try:
+            ray.get([actor.drain.remote() for actor in queue.actors], timeout=timeout)
+        except ray.exceptions.RayActorError:
+            # A plotter was lost with its node: fresh ones draw whatever it left undrawn.
+            _end(search, queue)
+            queue = plot_queue(search, uri, classes)
         client = tracking.client(uri)
         missing = [
             r for r in run_ids if not set(PLOTS) <= {a.path for a in client.list_artifacts(r)}
@@ -149,6 +154,12 @@ def ensure_plots(
         if missing:
             ray.get([queue.plot(r) for r in missing], timeout=timeout)
     finally:
-        _QUEUES.pop(_queue_key(search), None)
-        for actor in queue.actors:
-            ray.kill(actor)
+        _end(search, queue)
+
+
+def _end(search: str, queue: PlotQueue) -> None:
+    import ray
+
+    _QUEUES.pop(_queue_key(search), None)
+    for actor in queue.actors:
+        ray.kill(actor)

@@ -9,11 +9,14 @@ runs that Ray Tune stopped (ASHA, time limit): a stopped trial's thread never re
 Tags every trial run carries: ``avfusion.kind=trial``, ``avfusion.status`` (running, finished,
 stopped_early, failed), ``avfusion.search``, ``avfusion.trial_id``, ``avfusion.node_id``,
 ``avfusion.git_commit`` (and ``mlflow.source.git.commit``), ``avfusion.visual_checksum``,
-``avfusion.audio_checksum``, ``mlflow.parentRunId``. The parent run is ``avfusion.kind=search``.
+``avfusion.audio_checksum``, ``avfusion.visual_deep_validated`` and ``avfusion.audio_deep_validated``
+(true once ``stores.validate_deep`` checked the features' sha256), ``mlflow.parentRunId``. The parent
+run is ``avfusion.kind=search``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -38,6 +41,7 @@ KIND, STATUS, SEARCH, TRIAL_ID = (
     "avfusion.trial_id",
 )
 PARENT = "mlflow.parentRunId"
+DRIVER = "avfusion.driver"  # on the parent run: "pid N on HOST since TIME" of the driver
 FINISHED, STOPPED_EARLY, FAILED, RUNNING = "finished", "stopped_early", "failed", "running"
 INTERRUPTED = "interrupted"  # a search, or its trials, stopped by Ctrl+C: `resume` goes on
 EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "val_uar")
@@ -86,6 +90,17 @@ def client(uri: str):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
+
+
+@contextlib.contextmanager
+def one_line_errors(uri: str):
+    """MLflow's errors (401 without credentials, 403, a server error) as one ``TrackingError``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow at {uri}: {str(exc).splitlines()[0]}") from None
 
 
 def ensure_experiment(uri: str, name: str) -> str:
@@ -394,6 +409,16 @@ def runs_of_trial(context: TrackingContext, trial_id: str) -> list[Any]:
     )
 
 
+def replace_trial_runs(context: TrackingContext, trial_id: str, reason: str) -> int:
+    """A trial Tune retries (it raised, or its node died): its earlier attempt's run ends FAILED
+    and is deleted, so the retry's run is the trial's only one (never counted twice)."""
+    runs = [r for r in runs_of_trial(context, trial_id) if r.data.tags.get(STATUS) != FINISHED]
+    for run in runs:
+        mark_failed_if_running(context.uri, run.info.run_id, reason)
+    delete_runs(context.uri, [r.info.run_id for r in runs])
+    return len(runs)
+
+
 def delete_runs(uri: str, run_ids: list[str]) -> None:
     mlflow_client = client(uri)
     for run_id in run_ids:
@@ -504,7 +529,8 @@ def finish_parent_run(uri: str, parent_run_id: str, table, study: Any | None) ->
     Metric, _, RunTag = _entities()
     mlflow_client = client(uri)
     finished = table[table["status"] == FINISHED]
-    tags = [RunTag(STATUS, FINISHED)]
+    # A search in which no trial finished failed (every trial raised, or its nodes were lost).
+    tags = [RunTag(STATUS, FINISHED if not finished.empty else FAILED)]
     metrics = []
     now = int(time.time() * 1000)
     if not finished.empty:
@@ -529,7 +555,22 @@ def finish_parent_run(uri: str, parent_run_id: str, table, study: Any | None) ->
     mlflow_client.log_table(
         parent_run_id, table.drop(columns="error").fillna(""), "leaderboard.json"
     )
-    mlflow_client.set_terminated(parent_run_id, "FINISHED")
+    mlflow_client.set_terminated(parent_run_id, "FINISHED" if not finished.empty else "FAILED")
+
+
+def fail_parent_run(uri: str, parent_run_id: str, error: str) -> None:
+    """The driver itself failed after the parent run was created: never left RUNNING."""
+    _, _, RunTag = _entities()
+    mlflow_client = client(uri)
+    mlflow_client.log_batch(
+        parent_run_id, tags=[RunTag(STATUS, FAILED), RunTag("avfusion.error", error[:_MAX_TAG])]
+    )
+    mlflow_client.set_terminated(parent_run_id, "FAILED")
+
+
+def set_driver(uri: str, parent_run_id: str, holder: str) -> None:
+    """Which driver holds the search (``search.lock``): who to wait for, shown in the UI."""
+    client(uri).set_tag(parent_run_id, DRIVER, holder)
 
 
 def _optuna_plots(study: Any, folder: Path) -> None:

@@ -67,6 +67,10 @@ def run_trial(
             "avfusion.node_id": ray.get_runtime_context().get_node_id(),
             "avfusion.visual_checksum": visual.checksum,
             "avfusion.audio_checksum": audio.checksum,
+            # Whether the features' sha256 and finiteness were checked (stores.validate_deep);
+            # the clip tables' hashes are checked on every open.
+            "avfusion.visual_deep_validated": str(visual.deep_validated).lower(),
+            "avfusion.audio_deep_validated": str(audio.deep_validated).lower(),
         },
         config_yaml=yaml.safe_dump(trial_config.model_dump(), sort_keys=False),
     )

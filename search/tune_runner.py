@@ -12,11 +12,15 @@ are read once here and reach every trial through the object store (``tune.with_p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import signal
+import socket
 import sys
 import threading
+import urllib.parse
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,13 +31,16 @@ import yaml
 
 import feature_store
 from feature_store.store import Store
-from search import plots, tracking
+from search import plots, tracking, watchdog
 from search.config import SearchConfig, config_from_dict
 from search.errors import ClusterError, SearchError
+from search.lock import SearchLock
 from search.space import SpaceSampler, trial_defaults
 from search.trial import TrialContext, run_trial
 
 CONFIG_FILE = "avfusion_search.yaml"
+LOOPBACK = "127.0.0.1"
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch between a cluster and one host
 # Tune's CSV/JSON/TensorBoard loggers cost time on every result; MLflow is the record.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -61,6 +68,8 @@ def load_stores(config: SearchConfig) -> dict[str, dict[str, Store]]:
     for modality in stores:
         for variant in getattr(config.stores, f"{modality}_feature"):
             store = feature_store.open_store(config.stores.path(modality, variant))
+            if config.stores.validate_deep:
+                store.validate_deep()
             if store.modality != modality:
                 raise SearchError(
                     f"{store.path}: is a {store.modality} store, listed as {modality}"
@@ -89,18 +98,68 @@ def oracle_table(root: Path, visual: list[str], audio: list[str]) -> dict[tuple[
 
 # -- Ray ------------------------------------------------------------------------------------------
 def init_ray(num_cpus: int | None = None) -> None:
-    """Join the cluster a submitted job runs in (``RAY_ADDRESS``), else start a local Ray."""
+    """Join the cluster a submitted job runs in (``RAY_ADDRESS``), else start a local Ray bound to
+    127.0.0.1 (no dashboard): nothing of it listens beyond this machine."""
     import ray
 
     if ray.is_initialized():
         return
-    local = not os.environ.get("RAY_ADDRESS")
-    ray.init(
-        num_cpus=num_cpus if local else None,
-        include_dashboard=False if local else None,
-        log_to_driver=True,
-        logging_level="WARNING",
-    )
+    address = os.environ.get("RAY_ADDRESS") or _started_here()
+    if address:
+        check_ray_address(address)
+        options: dict[str, Any] = {}
+    else:
+        _local_only()
+        options = {"num_cpus": num_cpus, "include_dashboard": False, "_node_ip_address": LOOPBACK}
+    try:
+        ray.init(log_to_driver=True, logging_level="WARNING", **options)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), repr(exc))
+        raise ClusterError(
+            f"cannot join the Ray cluster at RAY_ADDRESS={address}: {first}"
+        ) from None
+    if not address:
+        watchdog.start()  # ends the local Ray's processes should this driver be SIGKILLed
+
+
+def _started_here() -> str | None:
+    """The cluster ``ray start`` brought up on this machine (``ray submit`` runs the driver on the
+    head without ``RAY_ADDRESS``): ``ray.init()`` joins it, as Ray itself would."""
+    from ray._private import services
+
+    return services.find_bootstrap_address(None)
+
+
+def _local_only() -> None:
+    """A Ray started here serves this machine only. Ray turns a loopback ``_node_ip_address`` into
+    the host's outward IP (and its servers then listen on every interface) unless it is told it is
+    no cluster: with that, the node IP is 127.0.0.1 and Ray's gRPC and agent servers bind it. The
+    variable reaches the processes Ray spawns; the constant is read by this one at init time."""
+    from ray._private import ray_constants
+
+    os.environ[LOCAL_ONLY_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def check_ray_address(address: str, timeout: float = 3.0) -> None:
+    """Something answers at ``RAY_ADDRESS`` (``host:port`` or a dashboard URL), within seconds:
+    Ray itself would wait minutes for a head that is not there."""
+    if address == "auto" or address.startswith("ray://"):
+        return
+    target = urllib.parse.urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = target.hostname, target.port
+    except ValueError:
+        host = port = None
+    if not host or not port:
+        raise ClusterError(f"RAY_ADDRESS={address}: expected HOST:PORT of a Ray head (or auto)")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ClusterError(
+            f"RAY_ADDRESS={address}: no Ray head answers at {host}:{port} "
+            f"({exc.strerror or exc}); start one (`ray start --head`) or unset RAY_ADDRESS"
+        ) from None
 
 
 def check_resources(config: SearchConfig) -> None:
@@ -173,7 +232,9 @@ def make_searcher(config: SearchConfig):
 
 
 # -- callbacks ------------------------------------------------------------------------------------
-def _callbacks(config: SearchConfig, uri: str, classes: list[str]):
+def _callbacks(config: SearchConfig, context: TrialContext, classes: list[str]):
+    uri = context.tracking.uri
+
     from ray.tune import Callback
 
     class RunStatusCallback(Callback):
@@ -199,6 +260,11 @@ def _callbacks(config: SearchConfig, uri: str, classes: list[str]):
                 self.plotter.plot(run_id)
             else:
                 tracking.mark_stopped(uri, run_id, int(result.get("epoch", 0)))
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            tracking.replace_trial_runs(
+                context.tracking, trial.trial_id, f"retried: {failure_cause(trial)}"
+            )
 
         def on_trial_error(self, iteration, trials, trial, **info):
             run_id = (trial.last_result or {}).get("mlflow_run_id")
@@ -271,12 +337,28 @@ def _callbacks(config: SearchConfig, uri: str, classes: list[str]):
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self._ended(trials, trial, tracking.FAILED)
+            self.bar.write(f"trial {trial.trial_id} failed: {failure_cause(trial)}")
 
         def on_experiment_end(self, trials, **info):
             if self.bar is not None:
                 self.bar.close()
 
     return [RunStatusCallback(), ProgressCallback()]
+
+
+# The last "package.SomeError: message" line of a traceback: the innermost cause.
+_CAUSE = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Exit|Died\w*))(?:\([\w.]+\))?: (.+)$")
+
+
+def failure_cause(trial) -> str:
+    """One line saying why a trial failed, from the error Tune saved for it."""
+    text = trial.get_error() or ""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    for line in reversed(lines):
+        match = _CAUSE.match(line)
+        if match:
+            return f"{match[1]}: {match[2]}"[:300]
+    return (lines[-1] if lines else "unknown error")[:300]
 
 
 # -- the search -----------------------------------------------------------------------------------
@@ -368,7 +450,13 @@ def make_scheduler(config: SearchConfig):
 
 
 def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOutcome:
-    """A new search named ``config.name``; refuses a name whose Tune state already exists."""
+    """A new search named ``config.name``; refuses a name whose Tune state already exists, or
+    that another driver holds (``search.lock``)."""
+    with SearchLock(config.storage_path, config.name) as holder:
+        return _run_search(config, num_cpus, holder)
+
+
+def _run_search(config: SearchConfig, num_cpus: int | None, holder: str) -> SearchOutcome:
     from ray import tune
 
     path = experiment_path(config.storage_path, config.name)
@@ -379,6 +467,28 @@ def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOu
         )
     uri, stores, experiment_id = _prepare(config, num_cpus)
     parent_run_id = tracking.start_parent_run(uri, experiment_id, config, tracking.git_commit())
+    with _failing_parent(uri, parent_run_id):
+        tracking.set_driver(uri, parent_run_id, holder)
+        return _start_tuner(config, uri, stores, experiment_id, parent_run_id)
+
+
+@contextlib.contextmanager
+def _failing_parent(uri: str, parent_run_id: str):
+    """Whatever stops the driver with an exception ends the parent run FAILED, never RUNNING
+    (Ctrl+C is no failure: ``_fit`` records it as interrupted)."""
+    try:
+        yield
+    except Exception as exc:
+        tracking.fail_parent_run(uri, parent_run_id, f"driver failed: {exc!r}")
+        raise
+
+
+def _start_tuner(
+    config: SearchConfig, uri: str, stores, experiment_id: str, parent_run_id: str
+) -> SearchOutcome:
+    from ray import tune
+
+    path = experiment_path(config.storage_path, config.name)
     _write_text(
         f"{path}/{CONFIG_FILE}",
         yaml.safe_dump(
@@ -394,8 +504,9 @@ def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOu
         f"search {config.name}: MLflow {uri}, experiment {config.experiment!r}, parent run {parent_run_id}"
     )
     searcher = make_searcher(config)
+    context = _context(config, uri, experiment_id, parent_run_id)
     tuner = tune.Tuner(
-        _trainable(config, stores, _context(config, uri, experiment_id, parent_run_id)),
+        _trainable(config, stores, context),
         tune_config=tune.TuneConfig(
             metric="val_acc",
             mode="max",
@@ -410,7 +521,7 @@ def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOu
             name=config.name,
             storage_path=_storage(config.storage_path),
             failure_config=tune.FailureConfig(max_failures=config.budget.max_failures),
-            callbacks=_callbacks(config, uri, _classes(stores)),
+            callbacks=_callbacks(config, context, _classes(stores)),
             verbose=0,
         ),
     )
@@ -424,6 +535,9 @@ def _quiet_result_logs() -> None:
     # Tune's result grid (also built on restore) looks for the per-trial JSON/CSV logs we
     # switched off; MLflow has it all.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # A failed trial's traceback (dozens of lines each) becomes our one line per trial
+    # (``failure_cause``); the whole text stays in the trial's error.txt and its MLflow run.
+    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
 
 
 def _interrupt_sentinel(signum, frame):  # a second Ctrl+C after Tune's own: stop at once
@@ -456,9 +570,16 @@ def resume_search(
     name: str, *, storage_path: str = "ray_results", num_cpus: int | None = None
 ) -> SearchOutcome:
     """Continue an interrupted search in the same MLflow parent run. Tune restarts every trial
-    its last snapshot had not seen end; such a trial whose run is complete in MLflow hands that
+    its last snapshot had not seen end, and every trial that failed (a lost node, ...); such a trial whose run is complete in MLflow hands that
     result back instead of training again, any other earlier run of it is deleted, and so are the
     runs of trials the snapshot never knew. Every trial Tune ran has then exactly one run."""
+    with SearchLock(storage_path, name) as holder:
+        return _resume_search(name, storage_path, num_cpus, holder)
+
+
+def _resume_search(
+    name: str, storage_path: str, num_cpus: int | None, holder: str
+) -> SearchOutcome:
     from ray import tune
 
     path = experiment_path(storage_path, name)
@@ -479,13 +600,24 @@ def resume_search(
         + (f" ({dropped} interrupted trial runs replaced)" if dropped else "")
     )
     tracking.reopen_parent_run(uri, parent_run_id)
+    with _failing_parent(uri, parent_run_id):
+        tracking.set_driver(uri, parent_run_id, holder)
+        return _restore_tuner(config, uri, stores, experiment_id, parent_run_id, path)
+
+
+def _restore_tuner(
+    config: SearchConfig, uri: str, stores, experiment_id: str, parent_run_id: str, path: str
+) -> SearchOutcome:
+    from ray import tune
+
+    name = config.name
     context = _context(config, uri, experiment_id, parent_run_id, resumed=True)
     _quiet_result_logs()
     tuner = tune.Tuner.restore(
         path,
         trainable=_trainable(config, stores, context),
         resume_unfinished=True,
-        resume_errored=False,
+        resume_errored=True,  # every trial of the budget without a finished or stopped run
     )
     trial_ids, interrupted = _fit(tuner, config, uri, _classes(stores))
     unknown = tracking.drop_unknown_trials(uri, experiment_id, parent_run_id, trial_ids)
@@ -561,6 +693,11 @@ def search_status(name: str, *, tracking_uri: str | None = None) -> SearchOutcom
         tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns/mlflow.db"
     )
     tracking.check_reachable(uri)
+    with tracking.one_line_errors(uri):
+        return _status(name, uri)
+
+
+def _status(name: str, uri: str) -> SearchOutcome:
     experiment = tracking.client(uri).get_experiment_by_name(name)
     parent = tracking.find_parent_run(uri, experiment.experiment_id, name) if experiment else None
     if parent is None:

@@ -101,7 +101,7 @@ def test_rendered_table_says_where_each_figure_was_selected_and_measured():
         ("ensembles: [{name: a, one_per: x, greedy: {top: 3}}]", "ensembles.0: .*exactly one of"),
         ("ensembles: [{name: a, members: [{count: 2, colour: red}]}]", "colour"),
         ("class_weights: heavy\nensembles: [{name: a, one_per: x}]", "unknown class-weight preset"),
-        ("ensembles: [name: a\n  - b", "line 2, column"),
+        ("ensembles: [name: a\n  - b", r"spec.yaml:2:\d+: not valid YAML"),
     ],
 )
 def test_bad_specs_are_one_line_naming_the_file(tmp_path, body, message):

@@ -106,7 +106,9 @@ def test_cli_bad_input_is_one_line_before_any_trial(tmp_path: Path):
     assert result.stderr.strip().splitlines() == [
         line for line in result.stderr.strip().splitlines() if "does not answer" in line
     ], result.stderr
-    assert not (tmp_path / "ray_results").exists()
+    # No Tune state was written (the storage folder holds only the search's lock file).
+    assert not (tmp_path / "ray_results" / "demo").exists()
+    assert [p.name for p in (tmp_path / "ray_results").iterdir()] == [".demo.lock"]
 
 
 def test_pruned_trials_reach_optuna_as_pruned():
@@ -334,7 +336,7 @@ def test_cluster_configs_pass_ray_up_validation(path: Path):
 
     config = prepare_config(yaml.safe_load(path.read_text()))
     validate_config(config)
-    assert any("mlflow server" in command for command in config["head_start_ray_commands"])
+    assert any("mlflow-server.sh" in command for command in config["head_start_ray_commands"])
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ import pytest
 import feature_store
 from feature_store import CorruptStoreError, NotAStoreError, PairError, StoreError, StoreExistsError
 from feature_store.__main__ import main as cli_main
+from feature_store.store import sha256_file
 
 
 def test_round_trip_and_zero_copy(make_store):
@@ -85,9 +86,14 @@ def test_writer_rejects_bad_clips(tmp_path):
 
 
 def _rewrite_clips(store, change):
+    """A clip table that is inconsistent though its recorded sha256 matches (a faulty writer):
+    the structural checks behind the hash check must still catch it."""
     clips = pd.read_parquet(store.path / "clips.parquet")
     change(clips)
     clips.to_parquet(store.path / "clips.parquet", index=False)
+    meta = json.loads((store.path / "store.json").read_text())
+    meta["files"]["clips.parquet"] = sha256_file(store.path / "clips.parquet")
+    (store.path / "store.json").write_text(json.dumps(meta))
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,9 @@
     python -m trainables fit --visual data/demo/visual/basic --audio data/demo/audio/spectrogram \\
         --config conf/trial/paper-best.yaml --set lr=3e-4 --out runs/paper-best
 
+``--out`` is checked before training (an earlier fit's folder needs ``--force``; a read-only place
+fails at once) and written whole at the end.
+
 Leave ``--visual`` or ``--audio`` out for a single-modality model.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +22,7 @@ from typing import Any
 from tqdm import tqdm
 
 import feature_store
+import guards
 from feature_store.cli import Command, run_cli
 from trainables.config import load_trial_config
 from trainables.errors import ConfigError, TrainablesError
@@ -25,6 +30,7 @@ from trainables.plots import plot_attention, plot_confusion
 from trainables.train import train_trial
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "trial" / "paper-best.yaml"
+METRICS_FILE = "metrics.json"  # what marks a folder as a fit's output (--force replaces only it)
 COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "val_uar")
 
 
@@ -48,6 +54,9 @@ def _add_fit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", metavar="DIR", help="write scores.npz, config.yaml, metrics.json and plots here"
     )
+    parser.add_argument(
+        "--force", action="store_true", help="replace an earlier fit's --out folder"
+    )
 
 
 def _row(metrics: dict[str, Any]) -> str:
@@ -58,6 +67,8 @@ def _run_fit(args: argparse.Namespace) -> int:
     if not args.visual and not args.audio:
         raise ConfigError("fit needs --visual STORE, --audio STORE or both")
     config = load_trial_config(args.config, args.overrides)
+    if args.out:  # before training: an earlier run is kept, a read-only place fails now
+        guards.prepare_out(args.out, force=args.force, marker=METRICS_FILE)
     if args.visual and args.audio:
         data: feature_store.StorePair | feature_store.Store = feature_store.pair(
             args.visual, args.audio
@@ -88,29 +99,43 @@ def _run_fit(args: argparse.Namespace) -> int:
         f"val_loss {result.metrics['val_loss']:.4f}"
     )
     if args.out:
-        out = Path(args.out)
-        result.save_scores(out / "scores.npz")
-        result.save_config(out / "config.yaml")
-        (out / "metrics.json").write_text(
-            json.dumps({**result.metrics, "history": result.history}, indent=2)
-        )
         label = config.label(*(store.path.name for store in stores))
-        plot_confusion(
-            result.scores["labels_val"],
-            result.scores["val"],
-            stores[0].classes,
-            out / "confusion_val.png",
-            title=f"val — {label}",
-        )
-        plot_attention(
-            result.attention, out / "attention_val.png", stores[0].classes, title=f"val — {label}"
-        )
-        print(
-            f"wrote {out}/scores.npz, config.yaml, metrics.json, confusion_val.png, attention_val.png"
-        )
+        _write_outputs(Path(args.out), result, stores[0].classes, f"val — {label}")
     else:
         print("(no --out given: nothing written)")
     return 0
+
+
+def _write_outputs(out: Path, result, classes: list[str], title: str) -> None:
+    """Every output into a staging folder beside ``out``, swapped in whole."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = guards.staging_dir(out)
+    staging.mkdir()
+    try:
+        _write_files(staging, result, classes, title)
+        guards.swap_in(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    print(
+        f"wrote {out}/scores.npz, config.yaml, {METRICS_FILE}, confusion_val.png, attention_val.png"
+    )
+
+
+def _write_files(out: Path, result, classes: list[str], title: str) -> None:
+    result.save_scores(out / "scores.npz")
+    result.save_config(out / "config.yaml")
+    (out / METRICS_FILE).write_text(
+        json.dumps({**result.metrics, "history": result.history}, indent=2)
+    )
+    plot_confusion(
+        result.scores["labels_val"],
+        result.scores["val"],
+        classes,
+        out / "confusion_val.png",
+        title=title,
+    )
+    plot_attention(result.attention, out / "attention_val.png", classes, title=title)
 
 
 COMMANDS: dict[str, Command] = {

@@ -106,6 +106,7 @@ def build_split(
     x, mask, lengths = {}, {}, {}
     for modality, store in stores.items():
         padded = store.padded(clip_ids)
+        _check_finite(store, clip_ids, padded.x)
         x[modality] = torch.from_numpy(padded.x).to(device)
         mask[modality] = torch.from_numpy(padded.mask).to(device)
         lengths[modality] = torch.from_numpy(padded.lengths.astype(np.int64)).to(device)
@@ -230,6 +231,19 @@ def deterministic(device: torch.device) -> Iterator[None]:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _check_finite(store: feature_store.Store, clip_ids: list[str], x: np.ndarray) -> None:
+    """NaN/Inf would train to NaN scores silently: refuse them, naming the first such clip."""
+    if x.dtype.kind != "f":
+        return
+    finite = np.isfinite(x).reshape(len(x), -1).all(axis=1)
+    if not finite.all():
+        clip = clip_ids[int(np.argmin(finite))]
+        raise TrialDataError(
+            f"{store.path}: clip {clip!r} has NaN or Inf features; refusing to train "
+            f"(check with `python -m feature_store validate --deep {store.path}`)"
+        )
 
 
 def train_trial(
