@@ -1,0 +1,185 @@
+"""Many visual stores in one pass (issue 15): the four shipped dlib-resnet recipes built together
+equal one build per recipe; the face-track cache is reused by a later build and never served
+stale (changed setting, changed file); an interrupted matrix build resumes at clip granularity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from test_visual_build import write_manifest
+from test_visual_pipeline import face_frames, make_face_video
+
+import feature_store
+from feature_store.__main__ import main
+from feature_store.build import build_store, work_dir_for
+from feature_store.errors import StoreExistsError
+from feature_store.faces import FaceCropper
+from feature_store.matrix import ClipMatrix
+from feature_store.matrix_build import build_stores
+from feature_store.video import write_video
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "store"
+VARIANTS = [
+    CONF / f"dlib-resnet-{name}.yaml" for name in ("basic", "f-mean", "f-meanstd", "f-normfft")
+]
+CHEAP = [VARIANTS[0], VARIANTS[3]]  # no 18-copy passes: for the tests of caching and resuming
+PROVENANCE = ["clip_id", "split", "label", "offset", "length", "frames_decoded", "frames_used",
+              "frames_with_face", "source_path"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("matrix")
+    make_face_video(folder / "a.mp4", count=4, absent=(2,))
+    make_face_video(folder / "b.mp4", count=3, absent=())
+    return write_manifest(
+        folder / "m.csv",
+        [
+            ("a", str(folder / "a.mp4"), "train", "Happy"),
+            ("b", str(folder / "b.mp4"), "val", "Sad"),
+            ("a2", str(folder / "a.mp4"), "test", ""),
+        ],
+    )
+
+
+def assert_same_store(one: feature_store.Store, other: feature_store.Store) -> None:
+    pd.testing.assert_frame_equal(one.clips[PROVENANCE], other.clips[PROVENANCE])
+    for key in ("name", "dim", "backbone", "pretrain", "enhancement", "recipe", "random_weights"):
+        assert one.meta[key] == other.meta[key], key
+    np.testing.assert_allclose(np.asarray(one.array), np.asarray(other.array), atol=1e-5)
+
+
+class Counting:
+    """Counts the face detector's calls (each is one frame searched for faces)."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.calls = 0
+        real = FaceCropper.detect
+
+        def detect(cropper, frame):
+            self.calls += 1
+            return real(cropper, frame)
+
+        monkeypatch.setattr(FaceCropper, "detect", detect)
+
+
+class OneByOne(dict):
+    """The store of one recipe built on its own (the baseline), built on first use."""
+
+    def __init__(self, manifest: Path, folder: Path) -> None:
+        super().__init__()
+        self.manifest, self.folder = manifest, folder
+
+    def __missing__(self, name: str) -> feature_store.Store:
+        self[name] = build_store(
+            self.manifest, CONF / f"{name}.yaml", self.folder / name, progress=False
+        )
+        return self[name]
+
+
+@pytest.fixture(scope="module")
+def one_by_one(clips, tmp_path_factory) -> OneByOne:
+    return OneByOne(clips, tmp_path_factory.mktemp("single"))
+
+
+@pytest.mark.slow
+def test_the_four_dlib_variants_in_one_pass_equal_one_build_each(
+    clips, one_by_one, tmp_path, monkeypatch, capsys
+):
+    detector = Counting(monkeypatch)
+    root = tmp_path / "stores"
+    assert main(["build", "--manifest", str(clips), "--recipe", *map(str, VARIANTS),
+                 "--out", str(root)]) == 0  # fmt: skip
+    assert detector.calls == 4 + 3  # each video searched once (a2 is a.mp4 again: cached)
+    printed = capsys.readouterr().out
+    for path in VARIANTS:
+        store = feature_store.open_store(root / path.stem)
+        store.validate_deep()
+        assert_same_store(store, one_by_one[path.stem])
+        assert f"{root / path.stem}: 3 clips, 11 vectors" in printed
+        assert (root / path.stem / "contact_sheet.png").is_file()
+    assert not (work_dir_for(root) / "stores").exists()
+    assert len(list((work_dir_for(root) / "tracks").glob("*.npz"))) == 2  # a.mp4 once, b.mp4
+
+
+def test_the_plan_shares_every_backbone_pass():
+    from feature_store.recipe import load_recipe
+
+    matrix = ClipMatrix({path.stem: load_recipe(path) for path in VARIANTS})
+    assert len(matrix.trackers) == 1 and len(matrix.backbones) == 1
+    features = {f for plan in matrix.plans.values() for f in plan.features}
+    assert sorted(f.copies.size if f.copies else 1 for f in features) == [1, 18]
+
+
+def test_a_later_build_reuses_the_cached_faces(clips, one_by_one, tmp_path, monkeypatch):
+    root = tmp_path / "stores"
+    build_stores(clips, CHEAP[:1], root, progress=False)
+    detector = Counting(monkeypatch)
+    stores = build_stores(clips, CHEAP[1:], root, progress=False)
+    assert detector.calls == 0
+    for name, store in stores.items():
+        assert_same_store(store, one_by_one[name])
+    with pytest.raises(StoreExistsError, match="dlib-resnet-basic"):
+        build_stores(clips, VARIANTS[:1], root, progress=False)
+
+
+def test_a_changed_setting_or_file_is_never_served_stale(tmp_path, monkeypatch):
+    video = make_face_video(tmp_path / "v.mp4", count=3, absent=())
+    manifest = write_manifest(tmp_path / "m.csv", [("v", str(video), "train", "Happy")])
+    recipe = yaml.safe_load(VARIANTS[0].read_text())
+    first = tmp_path / "first.yaml"
+    first.write_text(yaml.safe_dump(recipe))
+    root = tmp_path / "stores"
+    build_stores(manifest, [first], root, progress=False)
+    detector = Counting(monkeypatch)
+
+    # Another detection setting: the faces are found again.
+    upsampled = tmp_path / "upsampled.yaml"
+    upsampled.write_text(yaml.safe_dump({**recipe, "faces": {**recipe["faces"], "upsample": 0}}))
+    build_stores(manifest, [upsampled], root, progress=False)
+    assert detector.calls == 3
+
+    # Another crop size with the same detection: crops are cut again, faces are not searched.
+    bigger = tmp_path / "bigger.yaml"
+    bigger.write_text(yaml.safe_dump({**recipe, "faces": {**recipe["faces"], "size": 160}}))
+    build_stores(manifest, [bigger], root, progress=False)
+    assert detector.calls == 3
+
+    # The same path with other content: detected again, and the features are the new video's.
+    write_video(video, face_frames(3, absent=(0, 1, 2)))
+    again = tmp_path / "again.yaml"
+    again.write_text(first.read_text())
+    stored = build_stores(manifest, [again], root, progress=False)["again"]
+    assert detector.calls == 6
+    assert stored.clips["frames_with_face"].tolist() == [0]
+    fresh = build_store(manifest, first, tmp_path / "fresh", progress=False)
+    np.testing.assert_allclose(stored.features("v"), fresh.features("v"), atol=1e-5)
+
+
+def test_an_interrupted_matrix_build_resumes_per_clip(clips, one_by_one, tmp_path, monkeypatch):
+    root = tmp_path / "stores"
+    runs: list[tuple[str, tuple[str, ...]]] = []
+    real_run = ClipMatrix.run
+
+    def interrupted(self, clip_id, path, names, cached, **kwargs):
+        runs.append((clip_id, tuple(names)))
+        if clip_id == "b" and len(runs) == 2:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the second clip
+        return real_run(self, clip_id, path, names, cached, **kwargs)
+
+    monkeypatch.setattr(ClipMatrix, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_stores(clips, CHEAP, root, progress=False)
+    assert [clip for clip, _ in runs] == ["a", "b"] and not root.exists()
+    # One store also lost clip a's work file: clip a is redone for that store only.
+    (lost,) = (work_dir_for(root) / "stores" / "dlib-resnet-f-normfft" / "clips").glob("a-*.npz")
+    lost.unlink()
+    stores = build_stores(clips, CHEAP, root, progress=False)
+    names = tuple(path.stem for path in CHEAP)
+    assert runs[2:] == [("a", ("dlib-resnet-f-normfft",)), ("b", names), ("a2", names)]
+    for name, store in stores.items():
+        assert_same_store(store, one_by_one[name])
