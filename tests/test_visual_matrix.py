@@ -183,3 +183,75 @@ def test_an_interrupted_matrix_build_resumes_per_clip(clips, one_by_one, tmp_pat
     assert runs[2:] == [("a", ("dlib-resnet-f-normfft",)), ("b", names), ("a2", names)]
     for name, store in stores.items():
         assert_same_store(store, one_by_one[name])
+
+
+def test_the_gpu_split_gives_the_same_stores(clips, one_by_one, tmp_path, monkeypatch):
+    # The GPU layout (workers only track, one consumer per GPU runs the backbones on clips
+    # batched together) run on the CPU: the consumer gets the driver's models, here on the CPU.
+    from feature_store import matrix_build
+
+    monkeypatch.setattr(matrix_build, "_local_gpus", lambda recipes: 1)
+    monkeypatch.setattr(matrix_build, "GPU_BATCH_FRAMES", 6)  # a batch spans clips
+    batches: list[list[str]] = []
+    real_stage = ClipMatrix.feature_stage
+
+    def feature_stage(self, clip_list, timings):
+        batches.append([clip_id for clip_id, *_ in clip_list])
+        return real_stage(self, clip_list, timings)
+
+    monkeypatch.setattr(ClipMatrix, "feature_stage", feature_stage)
+    stores = build_stores(clips, CHEAP, tmp_path / "stores", progress=False)
+    assert sorted(clip for batch in batches for clip in batch) == ["a", "a2", "b"]
+    for name, store in stores.items():
+        assert_same_store(store, one_by_one[name])
+
+
+def our_ray_workers(ray) -> list[int]:
+    """PIDs of the build's actor processes: children of our own raylet (not a neighbour's)."""
+    (raylet,) = ray._private.worker._global_node.all_processes["raylet"]
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            status = (proc / "status").read_text()
+            command = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        parent = int(
+            next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
+        )
+        if parent == raylet.process.pid and "_RayWorker" in command:
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.slow
+def test_ray_matrix_build_survives_a_killed_worker(clips, one_by_one, tmp_path, monkeypatch):
+    # A worker process killed mid-build (as when its node is lost): its clip is retried on a
+    # restarted actor, finished clips stay with the driver, and the stores come out the same.
+    import os
+    import signal
+
+    ray = pytest.importorskip("ray")
+    from feature_store.build import WorkDir
+
+    killed: list[int] = []
+    real_save = WorkDir.save
+
+    def save_then_kill(self, result):
+        real_save(self, result)
+        if not killed:
+            victim = our_ray_workers(ray)[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+    monkeypatch.setattr(WorkDir, "save", save_then_kill)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        stores = build_stores(
+            clips, CHEAP, tmp_path / "stores", use_ray=True, workers=2, progress=False
+        )
+    finally:
+        ray.shutdown()
+    assert len(killed) == 1
+    for name, store in stores.items():
+        assert_same_store(store, one_by_one[name])
