@@ -97,8 +97,10 @@ def build_stores(
     use_ray: bool = False,
     force: bool = False,
     progress: bool = True,
+    stats: dict[str, float] | None = None,
 ) -> dict[str, Store]:
-    """Build ``ROOT/<stem>/`` for every recipe from the clips of ``manifest``; resumable."""
+    """Build ``ROOT/<stem>/`` for every recipe from the clips of ``manifest``; resumable.
+    ``stats``, when given, receives the visual stages' seconds and frames (for benchmarks)."""
     root = Path(root)
     if workers < 1:
         raise StoreError(f"--workers must be at least 1, got {workers}")
@@ -119,7 +121,7 @@ def build_stores(
     if visual:
         built.update(
             _build_visual(
-                clips, manifest, visual, root, workers, skip_bad, use_ray, force, progress
+                clips, manifest, visual, root, workers, skip_bad, use_ray, force, progress, stats
             )
         )
     for store in stores:
@@ -147,6 +149,7 @@ def _build_visual(
     use_ray: bool,
     force: bool,
     progress: bool,
+    stats: dict[str, float] | None,
 ) -> dict[str, Store]:
     recipes = {name: store.recipe for name, store in stores.items()}
     # Built here first: a recipe or weights problem stops the build before any clip is touched.
@@ -207,6 +210,8 @@ def _build_visual(
     finally:
         outcomes.close()
         bar.close()
+    if stats is not None:
+        stats.update(bar.timings)
     built = {}
     for name, store in stores.items():
         plan = matrix.plans[name]
