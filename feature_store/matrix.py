@@ -22,6 +22,7 @@ on the crops of several clips at once.
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -107,7 +108,8 @@ class ClipMatrix:
         faces: dict[str, dict[str, Any]] = defaultdict(dict)
         sampling = {}
         for name, recipe in recipes.items():
-            where = torch.device(device) if device is not None else resolve_device(recipe.device)
+            # Without backbones nothing runs on a device: a track worker never touches CUDA.
+            where = "-" if not backbones else torch.device(device or resolve_device(recipe.device))
             track, crop = track_key(recipe), crop_key(recipe.faces)
             sampling[track] = recipe.sampling
             faces[track][crop] = recipe.faces
@@ -184,8 +186,6 @@ class ClipMatrix:
     ) -> list[dict[str, ClipResult | ClipError]]:
         """Per (clip id, recipe names, tracks): each recipe's result. Every shared feature is one
         backbone pass over the crops of all the clips that need it."""
-        import time
-
         started = time.perf_counter()
         needed: dict[Feature, list[int]] = defaultdict(list)
         for index, (_, names, _) in enumerate(clips):

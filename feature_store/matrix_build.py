@@ -51,8 +51,10 @@ from feature_store.recipe import RecipeBase, VisualRecipe, load_recipe
 from feature_store.store import META_FILE, Store
 from feature_store.tracks import FaceTrack, TrackCache, content_hash
 
-#: Frames a GPU consumer gathers (over clips) before a backbone pass.
+#: Frames a GPU consumer gathers (over clips) before its backbone passes.
 GPU_BATCH_FRAMES = 512
+#: Images per backbone forward pass on a GPU, at least (a recipe's batch_size is sized for CPUs).
+GPU_BATCH_IMAGES = 256
 
 
 class MatrixJob:
@@ -252,6 +254,9 @@ class GpuConsumers:
     def __init__(self, recipes: dict[str, VisualRecipe], gpus: int, first: ClipMatrix) -> None:
         # The driver's matrix already holds the models on the current GPU (device "cuda").
         self.matrices = [first] + [ClipMatrix(recipes, f"cuda:{i}") for i in range(1, gpus)]
+        for matrix in self.matrices:
+            for key, size in matrix.batch_sizes.items():
+                matrix.batch_sizes[key] = max(size, GPU_BATCH_IMAGES)
 
     def features(
         self, tracked: Iterator[MatrixOutcome | ClipError], todo: list[tuple[str, str, tuple]]
