@@ -13,10 +13,13 @@ demand, see ``feature_store.recipe.import_modality``). The engine does everythin
   lists it in ``rejected.csv`` (clip_id,path,reason) and goes on;
 - writes the store atomically with ``StoreWriter`` at the end, adds ``rejected.csv`` and the
   extractor's contact sheet, and only then removes the work directory;
-- shows a tqdm bar: clips done, frames/s, time left.
+- shows progress (``feature_store.progress``): clips done, frames/s, time left.
 
     python -m feature_store build --manifest CSV --recipe conf/store/NAME.yaml --out DIR \
         [--workers N] [--skip-bad] [--ray] [--force]
+
+Several recipes in one pass over the videos: ``feature_store.matrix_build``, which reuses the
+work directory, the worker pools (``run_jobs``) and the store assembly from here.
 """
 
 from __future__ import annotations
