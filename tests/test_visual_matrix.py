@@ -255,3 +255,20 @@ def test_ray_matrix_build_survives_a_killed_worker(clips, one_by_one, tmp_path, 
     assert len(killed) == 1
     for name, store in stores.items():
         assert_same_store(store, one_by_one[name])
+
+
+def test_progress_without_a_terminal_prints_plain_status_lines():
+    import io
+
+    from feature_store.progress import BuildProgress
+
+    stream = io.StringIO()  # not a TTY: no bar, plain lines
+    progress = BuildProgress(10, initial=2, desc="build 4 visual stores", stream=stream, interval=0)
+    progress.update({"frames": 64, "detect": 8.0, "detect_frames": 64, "backbone": 2.0,
+                     "backbone_frames": 1216})  # fmt: skip
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert lines and "\r" not in stream.getvalue()
+    assert lines[0].startswith("build 4 visual stores: 3/10 clips (30.0%)")
+    assert "detect 8.0 f/s" in lines[0] and "backbone 608.0 f/s" in lines[0]
+    assert "ETA " in lines[0] and "frames " in lines[0]
