@@ -272,3 +272,42 @@ def test_progress_without_a_terminal_prints_plain_status_lines():
     assert lines[0].startswith("build 4 visual stores: 3/10 clips (30.0%)")
     assert "detect 8.0 f/s" in lines[0] and "backbone 608.0 f/s" in lines[0]
     assert "ETA " in lines[0] and "frames " in lines[0]
+
+
+@pytest.mark.slow
+def test_a_killed_matrix_build_resumes(clips, one_by_one, tmp_path):
+    # The whole build process killed (SIGKILL: no clean-up at all), then run again.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    paths = [path for path in pd.read_csv(clips)["path"] for _ in range(2)]
+    many = write_manifest(
+        tmp_path / "many.csv", [(f"c{i}", path, "train", "Happy") for i, path in enumerate(paths)]
+    )
+    root = tmp_path / "stores"
+    argv = ["build", "--manifest", str(many), "--recipe", *map(str, CHEAP), "--out", str(root)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "feature_store", *argv], stderr=subprocess.DEVNULL
+    )
+    work = work_dir_for(root) / "stores"
+    deadline = time.monotonic() + 600
+    while not list(work.glob("*/clips/*.npz")) and time.monotonic() < deadline:
+        assert process.poll() is None, "the build stopped on its own"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (root / CHEAP[0].stem).exists()
+    finished = {path.name for path in work.glob("*/clips/*.npz")}
+    assert finished
+    stores = build_stores(many, CHEAP, root, progress=False)
+    for path in CHEAP:
+        assert stores[path.stem].clip_ids() == [f"c{i}" for i in range(6)]
+        expected = one_by_one[path.stem]
+        for clip_id in stores[path.stem].clip_ids():
+            source = ["a", "b", "a2"][int(clip_id[1:]) // 2]
+            np.testing.assert_allclose(
+                stores[path.stem].features(clip_id), expected.features(source), atol=1e-5
+            )
