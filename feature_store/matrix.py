@@ -44,7 +44,6 @@ from feature_store.video import VideoError
 PREVIEW_SIZE = 64
 # A red frame around a preview crop marks a frame where no face was found (whole frame used).
 _NO_FACE_BORDER = np.array([220, 30, 30], dtype=np.uint8)
-STAGES = ("decode", "detect", "align", "backbone")
 
 
 @dataclass(frozen=True)

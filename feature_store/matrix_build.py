@@ -167,6 +167,7 @@ def _build_visual(
         needed = tuple(name for name in recipes if not works[name].has(row.clip_id))
         if needed:
             todo.append((row.clip_id, row.path, needed))
+    needed = {clip_id: names for clip_id, _, names in todo}
     gpus = _local_gpus(recipes) if not use_ray else 0
     job = MatrixJob(recipes, features=not gpus)
     if workers == 1 and not gpus:
@@ -193,7 +194,7 @@ def _build_visual(
             if isinstance(outcome, ClipError):
                 if not skip_bad:
                     raise outcome
-                for name in recipes:
+                for name in needed[outcome.clip_id]:  # stores that have the clip keep it
                     rejected[name][outcome.clip_id] = outcome.reason
                 bar.write(f"skipped {outcome}")
                 bar.update()

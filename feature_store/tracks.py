@@ -21,7 +21,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,10 +216,3 @@ class Tracker:
             timings["align_frames"] += len(clip.frames)
         timings["align"] += time.perf_counter() - aligning
         return track, True
-
-
-def missing_crops(tracks: Mapping[str, FaceTrack], wanted: Mapping[str, set[str]]) -> bool:
-    """Whether any wanted track or crop is not in ``tracks`` yet."""
-    return any(
-        key not in tracks or crops - tracks[key].crops.keys() for key, crops in wanted.items()
-    )

@@ -311,3 +311,25 @@ def test_a_killed_matrix_build_resumes(clips, one_by_one, tmp_path):
             np.testing.assert_allclose(
                 stores[path.stem].features(clip_id), expected.features(source), atol=1e-5
             )
+
+
+def test_bad_clips_stop_the_matrix_or_go_to_every_rejected_csv(clips, tmp_path, capsys):
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video" * 100)
+    good = pd.read_csv(clips).iloc[1]  # b.mp4
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [("b", good.path, "val", "Sad"), ("garbage", str(garbage), "train", "Fear"),
+         ("missing", str(tmp_path / "nowhere.mp4"), "train", "Fear")],
+    )  # fmt: skip
+    argv = ["build", "--manifest", str(manifest), "--recipe", *map(str, CHEAP)]
+    assert main([*argv, "--out", str(tmp_path / "stop")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("feature_store build: error: clip 'garbage'") and "Traceback" not in last
+    assert main([*argv, "--out", str(tmp_path / "skip"), "--skip-bad"]) == 0
+    for path in CHEAP:
+        store = feature_store.open_store(tmp_path / "skip" / path.stem)
+        assert store.clip_ids() == ["b"] and store.meta["num_rejected"] == 2
+        rejected = pd.read_csv(store.path / "rejected.csv")
+        assert rejected["clip_id"].tolist() == ["garbage", "missing"]
+        assert "nowhere.mp4: no such file" in rejected["reason"].iloc[1]
