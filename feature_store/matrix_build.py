@@ -282,12 +282,12 @@ class GpuConsumers:
                 while not outbox.empty():
                     pending -= 1
                     yield _raise_or(outbox.get())
-            for _ in threads:
-                inbox.put(None)
             for _ in range(pending):
                 yield _raise_or(outbox.get())
         finally:
             tracked.close()
+            for _ in threads:  # each consumer stops at the first None it takes
+                inbox.put(None)
 
     @staticmethod
     def _consume(matrix: ClipMatrix, inbox, outbox, names: dict[str, tuple[str, ...]]) -> None:
