@@ -136,7 +136,7 @@ def _run_train_audio(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Command] = {
     "build": Command(
-        "build a store from raw clips: a manifest CSV and a recipe (resumable)",
+        "build stores from raw clips: a manifest CSV and one or more recipes (resumable)",
         _add_build,
         _run_build,
     ),
