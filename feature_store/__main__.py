@@ -61,9 +61,24 @@ def _run_synth(args: argparse.Namespace) -> int:
 def _add_build(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", required=True, help="CSV with clip_id,path,split,label")
     parser.add_argument(
-        "--recipe", required=True, help="a store recipe, e.g. conf/store/dlib-resnet-basic.yaml"
+        "--recipe",
+        required=True,
+        nargs="+",
+        action="extend",
+        help="a store recipe, e.g. conf/store/dlib-resnet-basic.yaml; several (repeat the "
+        "option, or a shell glob such as conf/store/dlib-*.yaml) build in one pass over the videos",
     )
-    parser.add_argument("--out", required=True, help="the store directory to write")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="the store directory to write; with several recipes (or --per-recipe) the folder "
+        "ROOT that gets one store per recipe, ROOT/<recipe file stem>/",
+    )
+    parser.add_argument(
+        "--per-recipe",
+        action="store_true",
+        help="treat --out as ROOT even for one recipe (to reuse ROOT's cached face tracks)",
+    )
     parser.add_argument(
         "--workers", type=int, default=1, help="parallel worker processes (or Ray actors)"
     )
@@ -78,21 +93,19 @@ def _add_build(parser: argparse.ArgumentParser) -> None:
 
 def _run_build(args: argparse.Namespace) -> int:
     from feature_store.build import build_store
+    from feature_store.matrix_build import build_stores
 
-    store = build_store(
-        args.manifest,
-        args.recipe,
-        args.out,
-        workers=args.workers,
-        skip_bad=args.skip_bad,
-        use_ray=args.ray,
-        force=args.force,
-    )
-    rejected = store.meta.get("num_rejected", 0)
-    print(
-        f"{store.path}: {len(store)} clips, {len(store.array)} vectors, dim {store.dim}"
-        f"{f', {rejected} rejected (rejected.csv)' if rejected else ''}"
-    )
+    options = dict(workers=args.workers, skip_bad=args.skip_bad, use_ray=args.ray, force=args.force)
+    if len(args.recipe) > 1 or args.per_recipe:
+        stores = list(build_stores(args.manifest, args.recipe, args.out, **options).values())
+    else:
+        stores = [build_store(args.manifest, args.recipe[0], args.out, **options)]
+    for store in stores:
+        rejected = store.meta.get("num_rejected", 0)
+        print(
+            f"{store.path}: {len(store)} clips, {len(store.array)} vectors, dim {store.dim}"
+            f"{f', {rejected} rejected (rejected.csv)' if rejected else ''}"
+        )
     return 0
 
 
@@ -123,7 +136,7 @@ def _run_train_audio(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Command] = {
     "build": Command(
-        "build a store from raw clips: a manifest CSV and a recipe (resumable)",
+        "build stores from raw clips: a manifest CSV and one or more recipes (resumable)",
         _add_build,
         _run_build,
     ),

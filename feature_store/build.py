@@ -13,10 +13,13 @@ demand, see ``feature_store.recipe.import_modality``). The engine does everythin
   lists it in ``rejected.csv`` (clip_id,path,reason) and goes on;
 - writes the store atomically with ``StoreWriter`` at the end, adds ``rejected.csv`` and the
   extractor's contact sheet, and only then removes the work directory;
-- shows a tqdm bar: clips done, frames/s, time left.
+- shows progress (``feature_store.progress``): clips done, frames/s, time left.
 
     python -m feature_store build --manifest CSV --recipe conf/store/NAME.yaml --out DIR \
         [--workers N] [--skip-bad] [--ray] [--force]
+
+Several recipes in one pass over the videos: ``feature_store.matrix_build``, which reuses the
+work directory, the worker pools (``run_jobs``) and the store assembly from here.
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ from __future__ import annotations
 import concurrent.futures as futures
 import csv
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
 import re
 import shutil
-import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -38,10 +41,10 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from feature_store.errors import StoreError
 from feature_store.manifest import read_manifest
+from feature_store.progress import BuildProgress
 from feature_store.recipe import RecipeBase, import_modality, load_recipe
 from feature_store.store import Store, StoreWriter, check_out
 
@@ -127,6 +130,18 @@ class ClipResult:
         return int(self.info.get("frames_decoded", len(self.vectors)))
 
 
+def check_vectors(clip_id: str, vectors: Any, dim: int, source: Path | None = None) -> np.ndarray:
+    """``vectors`` as float32 ``[n, dim]``; NaN or Inf make the clip a ``ClipError``."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise StoreError(
+            f"clip {clip_id!r}: extractor returned shape {list(vectors.shape)}, expected [n, {dim}]"
+        )
+    if not np.isfinite(vectors).all():
+        raise ClipError(clip_id, f"{source or 'the clip'}: features contain NaN or Inf")
+    return vectors
+
+
 def run_extractor(extractor: Extractor, clip_id: str, path: str) -> ClipResult | ClipError:
     """Extract one clip; a bad clip comes back as a ``ClipError`` value (cheap to ship back)."""
     source = Path(path)
@@ -134,43 +149,52 @@ def run_extractor(extractor: Extractor, clip_id: str, path: str) -> ClipResult |
         return ClipError(clip_id, f"{source}: no such file")
     try:
         vectors, info = extractor.extract(clip_id, source)
+        vectors = check_vectors(clip_id, vectors, extractor.dim, source)
     except ClipError as exc:
         return exc
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or vectors.shape[1] != extractor.dim:
-        raise StoreError(
-            f"clip {clip_id!r}: extractor returned shape {list(vectors.shape)}, expected [n, {extractor.dim}]"
-        )
-    if not np.isfinite(vectors).all():
-        return ClipError(clip_id, f"{source}: features contain NaN or Inf")
     return ClipResult(clip_id, vectors, dict(info), extractor.preview())
 
 
-# Worker processes build their extractor once, on their first clip.
+class ExtractJob:
+    """What a worker runs per clip for a one-recipe build: its extractor, built on first use (in
+    the worker, so only the recipe travels)."""
+
+    def __init__(self, recipe: RecipeBase) -> None:
+        self.recipe = recipe
+        self.extractor: Extractor | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"recipe": self.recipe, "extractor": None}
+
+    def __call__(self, clip_id: str, path: str) -> ClipResult | ClipError:
+        if self.extractor is None:
+            self.extractor = make_extractor(self.recipe)
+        return run_extractor(self.extractor, clip_id, path)
+
+
+# Worker processes and Ray actors hold one job (built from its pickled state) for all their clips.
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(recipe: RecipeBase, threads: int) -> None:
+def _worker_init(job: Callable[..., Any], threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    _WORKER["recipe"] = recipe
+    _WORKER["job"] = job
 
 
-def _worker_run(clip_id: str, path: str) -> ClipResult | ClipError:
-    if "extractor" not in _WORKER:
-        _WORKER["extractor"] = make_extractor(_WORKER["recipe"])
-    return run_extractor(_WORKER["extractor"], clip_id, path)
+def _worker_run(*item: Any) -> Any:
+    return _WORKER["job"](*item)
 
 
 class _RayWorker:
-    """A Ray actor holding one extractor (the class is wrapped with ``ray.remote`` at build time)."""
+    """A Ray actor holding one job (the class is wrapped with ``ray.remote`` at build time)."""
 
-    def __init__(self, recipe: RecipeBase, threads: int) -> None:
-        _worker_init(recipe, threads)
+    def __init__(self, job: Callable[..., Any], threads: int) -> None:
+        _worker_init(job, threads)
 
-    def run(self, clip_id: str, path: str) -> ClipResult | ClipError:
-        return _worker_run(clip_id, path)
+    def run(self, *item: Any) -> Any:
+        return _worker_run(*item)
 
 
 # -- the work directory -----------------------------------------------------------------------
@@ -272,16 +296,19 @@ def build_store(
         if not work.has(row.clip_id)
     ]
     rejected: dict[str, str] = {}
-    bar = tqdm(
-        total=len(clips),
-        initial=len(clips) - len(todo),
-        unit="clip",
-        desc=f"build {recipe.name}",
-        disable=not progress,
-        dynamic_ncols=True,
+    bar = BuildProgress(
+        len(clips), initial=len(clips) - len(todo), desc=f"build {recipe.name}", enabled=progress
     )
-    frames, started = 0, time.perf_counter()
-    outcomes = _outcomes(extractor, recipe, todo, workers=workers, use_ray=use_ray)
+    job = ExtractJob(recipe)
+    job.extractor = extractor
+    outcomes = run_jobs(
+        job,
+        iter(todo),
+        workers=workers,
+        use_ray=use_ray,
+        gpus=int(recipe.device == "cuda"),
+        count=len(todo),
+    )
     try:
         for outcome in outcomes:
             if isinstance(outcome, ClipError):
@@ -291,49 +318,66 @@ def build_store(
                 bar.write(f"skipped {outcome}")
             else:
                 work.save(outcome)
-                frames += outcome.frames
-            bar.update(1)
-            bar.set_postfix_str(f"{frames / max(time.perf_counter() - started, 1e-9):.1f} frames/s")
+            bar.update(_frames_timing(outcome))
     finally:
         outcomes.close()  # stops the workers now, not when the traceback is freed
         bar.close()
-    return _assemble(clips, recipe, extractor, work, rejected, out, manifest, force=force)
+    return _assemble(
+        clips, recipe, extractor.dim, extractor.meta, extractor.preview_file, work, rejected, out,
+        manifest, force=force,
+    )  # fmt: skip
 
 
-def _outcomes(
-    extractor: Extractor,
-    recipe: RecipeBase,
-    todo: list[tuple[str, str]],
+def _frames_timing(outcome: ClipResult | ClipError) -> dict[str, float]:
+    # Extractors report frames but not stages: the clip's frames count for the whole pipeline.
+    return {} if isinstance(outcome, ClipError) else {"frames": outcome.frames}
+
+
+def run_jobs(
+    job: Callable[..., Any],
+    items: Iterator[tuple[Any, ...]],
     *,
     workers: int,
     use_ray: bool,
-) -> Iterator[ClipResult | ClipError]:
+    gpus: int = 0,
+    count: int | None = None,
+) -> Iterator[Any]:
+    """``job(*item)`` for every item, in-process (one worker), in worker processes or on Ray
+    actors; results in the order they finish. Items are drawn only as workers come free, so an
+    item may carry data (a clip's cached face tracks) without all of them sitting in memory. ``count`` (how many items, when known) caps the
+    workers started."""
+    if count is not None:
+        workers = max(1, min(workers, count))
     if use_ray:
-        del extractor  # the actors build their own
-        yield from _ray_outcomes(recipe, todo, workers)
-    elif workers == 1 or len(todo) <= 1:
-        for clip_id, path in todo:
-            yield run_extractor(extractor, clip_id, path)
+        yield from _ray_outcomes(job, items, workers, gpus, count)
+    elif workers == 1:
+        for item in items:
+            yield job(*item)
     else:
-        del extractor
-        yield from _process_outcomes(recipe, todo, workers)
+        yield from _process_outcomes(job, items, workers)
 
 
 def _process_outcomes(
-    recipe: RecipeBase, todo: list[tuple[str, str]], workers: int
-) -> Iterator[ClipResult | ClipError]:
+    job: Callable[..., Any], items: Iterator[tuple[Any, ...]], workers: int
+) -> Iterator[Any]:
     threads = max(1, (os.cpu_count() or 1) // workers)
     # spawn: torch and dlib are not fork-safe once their thread pools have started.
     pool = futures.ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_init,
-        initargs=(recipe, threads),
+        initargs=(job, threads),
     )
-    pending = [pool.submit(_worker_run, clip_id, path) for clip_id, path in todo]
+    pending: set[futures.Future] = set()
     try:
-        for done in futures.as_completed(pending):
-            yield done.result()
+        while True:
+            for item in itertools.islice(items, 2 * workers - len(pending)):
+                pending.add(pool.submit(_worker_run, *item))
+            if not pending:
+                return
+            done, pending = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
+            for finished in done:
+                yield finished.result()
     finally:
         # On a stop (bad clip, Ctrl-C, error) queued clips are dropped; running ones finish and
         # are simply not saved, finished ones already are.
@@ -343,30 +387,41 @@ def _process_outcomes(
 
 
 def _ray_outcomes(
-    recipe: RecipeBase, todo: list[tuple[str, str]], workers: int
-) -> Iterator[ClipResult | ClipError]:
+    job: Callable[..., Any],
+    items: Iterator[tuple[Any, ...]],
+    workers: int,
+    gpus: int,
+    count: int | None,
+) -> Iterator[Any]:
     import ray
     from ray.util import ActorPool
 
     if not ray.is_initialized():
         ray.init()  # no address: a submitted job joins its cluster, otherwise a local one starts
     resources = ray.cluster_resources()
-    gpus = 1 if recipe.device == "cuda" else 0
     if gpus and resources.get("GPU", 0) < 1:
-        raise StoreError(
-            f"recipe {recipe.name!r} asks for device cuda but the Ray cluster has no GPU"
-        )
+        raise StoreError("the recipe asks for device cuda but the Ray cluster has no GPU")
     if workers > 1:
         actors = workers
     else:
         actors = int(resources.get("GPU", 0)) if gpus else int(resources.get("CPU", 1))
-    actors = max(1, min(actors, len(todo)))
+    actors = max(1, min(actors, count or actors))
     cpus_each = max(1, int(resources.get("CPU", 1)) // actors)
-    remote = ray.remote(num_cpus=1, num_gpus=gpus)(_RayWorker)
-    handles = [remote.remote(recipe, cpus_each) for _ in range(actors)]
+    # A lost actor (its node gone, its process killed) is restarted and its clip retried: only
+    # the clips in flight on it are redone, finished ones are already back at the driver.
+    remote = ray.remote(num_cpus=1, num_gpus=gpus, max_restarts=-1, max_task_retries=3)(_RayWorker)
+    handles = [remote.remote(job, cpus_each) for _ in range(actors)]
     pool = ActorPool(handles)
     try:
-        yield from pool.map_unordered(lambda actor, item: actor.run.remote(*item), todo)
+        while True:
+            while pool.has_free():
+                item = next(items, None)
+                if item is None:
+                    break
+                pool.submit(lambda actor, value: actor.run.remote(*value), item)
+            if not pool.has_next():
+                return
+            yield pool.get_next_unordered()
     except ray.exceptions.RayTaskError as exc:
         cause = getattr(exc, "cause", None)
         if isinstance(cause, StoreError):
@@ -374,13 +429,15 @@ def _ray_outcomes(
         raise
     finally:
         for handle in handles:
-            ray.kill(handle)
+            ray.kill(handle, no_restart=True)
 
 
 def _assemble(
     clips,
     recipe: RecipeBase,
-    extractor: Extractor,
+    dim: int,
+    meta: dict[str, Any],
+    preview_file: str,
     work: WorkDir,
     rejected: dict[str, str],
     out: Path,
@@ -393,13 +450,13 @@ def _assemble(
         raise StoreError(
             f"{out}: every clip was rejected, so there is no store to write (see above)"
         )
-    meta = dict(extractor.meta)
+    meta = dict(meta)
     previews: list[tuple[str, np.ndarray]] = []
     with StoreWriter(
         out,
         name=recipe.name or out.name,
         modality=recipe.modality,
-        dim=extractor.dim,
+        dim=dim,
         backbone=meta.pop("backbone", None),
         pretrain=meta.pop("pretrain", None),
         enhancement=meta.pop("enhancement", None),
@@ -427,7 +484,7 @@ def _assemble(
     if rejected:
         _write_rejected(out / REJECTED_FILE, clips, rejected)
     if previews:
-        save_contact_sheet(out / extractor.preview_file, previews)
+        save_contact_sheet(out / preview_file, previews)
     shutil.rmtree(work.path, ignore_errors=True)
     return store
 
@@ -442,21 +499,18 @@ def _write_rejected(path: Path, clips, rejected: dict[str, str]) -> None:
 
 
 def save_contact_sheet(path: Path, previews: list[tuple[str, np.ndarray]]) -> None:
-    """One row per clip: its preview image under its clip id (PNG, matplotlib Agg)."""
-    import matplotlib
+    """One row per clip: its clip id, then its preview image (PNG). Drawn with PIL: matplotlib's
+    import and layout took seconds, a share of a short build."""
+    from PIL import Image, ImageDraw
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    label, gap = 14, 6
     widest = max(image.shape[1] for _, image in previews)
-    rows = len(previews)
-    fig, axes = plt.subplots(
-        rows, 1, figsize=(widest / 80, 1.2 * rows * 64 / 60 + 0.3), squeeze=False
-    )
-    for axis, (clip_id, image) in zip(axes[:, 0], previews):
-        axis.imshow(image)
-        axis.set_title(clip_id, fontsize=8, loc="left")
-        axis.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    height = sum(label + image.shape[0] + gap for _, image in previews)
+    sheet = Image.new("RGB", (widest, height), "white")
+    draw = ImageDraw.Draw(sheet)
+    top = 0
+    for clip_id, image in previews:
+        draw.text((2, top + 1), clip_id, fill="black")
+        sheet.paste(Image.fromarray(np.ascontiguousarray(image[..., :3])), (0, top + label))
+        top += label + image.shape[0] + gap
+    sheet.save(path)

@@ -13,6 +13,11 @@ A copy with rotation θ and scale s shows the crop turned by θ (counter-clockwi
 magnified s times about its centre, then mirrored when flipped; the border outside the crop is
 black. ``transformed_copies`` makes them all with one ``grid_sample`` call.
 
+Each enhancement says which per-copy features it is made from (``inputs``: a backbone and a
+``CopySet``, or the crop itself) and how (``combine``), so a build of many stores computes each
+once: F-Mean and F-MeanStd share the same 18 copies, F-NormFFT the basic vectors, F-AR-Mean the
+two backbones' F-Mean copies (``feature_store.matrix``).
+
     >>> enhancement = make_enhancement("f-meanstd")
     >>> enhancement(crops, [backbone], batch_size=64)    # [F, 3, S, S] -> [F, 2 * backbone.dim]
 """
@@ -23,6 +28,7 @@ import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -69,8 +75,44 @@ def embed(backbone: Backbone, images: torch.Tensor, batch_size: int) -> torch.Te
     return torch.cat([backbone(chunk) for chunk in images.split(batch_size)])
 
 
+@dataclass(frozen=True)
+class CopySet:
+    """The transformed copies a feature is taken over: rotations × scales × {original, flipped}."""
+
+    rotations: tuple[float, ...]
+    scales: tuple[float, ...]
+
+    @property
+    def size(self) -> int:
+        return len(copy_parameters(self.rotations, self.scales))
+
+
+F_MEAN_COPIES = CopySet(ROTATIONS, SCALES)
+F_MEANSTD_2_COPIES = CopySet(ROTATIONS_2, SCALES_2)
+
+#: What an enhancement is made from: (backbone index, copies; None = the crop itself).
+Input = tuple[int, CopySet | None]
+
+
+def copy_features(
+    crops: torch.Tensor, backbone: Backbone, copies: CopySet | None, batch_size: int
+) -> torch.Tensor:
+    """The backbone's vectors of ``crops``: ``[F, dim]`` for the crops themselves, ``[F, C, dim]``
+    for their C copies (made a few frames at a time to bound memory)."""
+    if copies is None:
+        return embed(backbone, crops, batch_size)
+    frames_per_step = max(1, batch_size // copies.size)
+    out = []
+    for chunk in crops.split(frames_per_step):
+        images = transformed_copies(chunk, copies.rotations, copies.scales)
+        out.append(embed(backbone, images, batch_size).view(len(chunk), copies.size, -1))
+    return torch.cat(out)
+
+
 class Enhancement(ABC):
-    """Turns a clip's face crops into one feature vector per frame."""
+    """Turns a clip's face crops into one feature vector per frame, in two steps so that a build
+    of many stores can share the backbone passes: ``inputs`` names the per-copy features it needs,
+    ``combine`` makes the vectors from them."""
 
     name: str
     backbones: int = 1  # how many backbones it combines
@@ -79,10 +121,23 @@ class Enhancement(ABC):
     def out_dim(self, dims: Sequence[int]) -> int: ...
 
     @abstractmethod
+    def inputs(self) -> list[Input]:
+        """The features it is made from, in the order ``combine`` takes them."""
+
+    @abstractmethod
+    def combine(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``[F, dim]`` / ``[F, C, dim]`` features (as ``inputs`` lists them) -> ``[F, out_dim]``."""
+
     def __call__(
         self, crops: torch.Tensor, backbones: Sequence[Backbone], batch_size: int
     ) -> torch.Tensor:
         """``crops [F, 3, S, S]`` float RGB in 0..1 -> ``[F, out_dim]``."""
+        return self.combine(
+            [
+                copy_features(crops, backbones[index], copies, batch_size)
+                for index, copies in self.inputs()
+            ]
+        )
 
 
 class Basic(Enhancement):
@@ -91,39 +146,30 @@ class Basic(Enhancement):
     def out_dim(self, dims: Sequence[int]) -> int:
         return dims[0]
 
-    def __call__(self, crops, backbones, batch_size):
-        return embed(backbones[0], crops, batch_size)
+    def inputs(self) -> list[Input]:
+        return [(0, None)]
+
+    def combine(self, features):
+        return features[0]
 
 
 class CopyStatistics(Enhancement):
     """Mean (and optionally std) of the backbone's vectors over transformed copies of each frame."""
 
-    def __init__(
-        self, name: str, rotations: Sequence[float], scales: Sequence[float], *, with_std: bool
-    ):
-        self.name, self.rotations, self.scales, self.with_std = name, rotations, scales, with_std
-        self.copies = len(copy_parameters(rotations, scales))
+    def __init__(self, name: str, copies: CopySet, *, with_std: bool):
+        self.name, self.copies, self.with_std = name, copies, with_std
 
     def out_dim(self, dims: Sequence[int]) -> int:
         return dims[0] * (2 if self.with_std else 1)
 
-    def copy_features(
-        self, crops: torch.Tensor, backbone: Backbone, batch_size: int
-    ) -> torch.Tensor:
-        """``[F, C, dim]``: the backbone vector of every copy; a few frames at a time to bound memory."""
-        frames_per_step = max(1, batch_size // self.copies)
-        out = []
-        for chunk in crops.split(frames_per_step):
-            copies = transformed_copies(chunk, self.rotations, self.scales)
-            out.append(embed(backbone, copies, batch_size).view(len(chunk), self.copies, -1))
-        return torch.cat(out)
+    def inputs(self) -> list[Input]:
+        return [(0, self.copies)]
 
-    def __call__(self, crops, backbones, batch_size):
-        features = self.copy_features(crops, backbones[0], batch_size)  # (F, C, D)
-        mean = features.mean(dim=1)
+    def combine(self, features):
+        mean = features[0].mean(dim=1)  # (F, C, D) -> (F, D)
         if not self.with_std:
             return mean
-        return torch.cat([mean, features.std(dim=1, unbiased=False)], dim=1)  # (F, 2D)
+        return torch.cat([mean, features[0].std(dim=1, unbiased=False)], dim=1)  # (F, 2D)
 
 
 class NormFFT(Enhancement):
@@ -132,10 +178,11 @@ class NormFFT(Enhancement):
     def out_dim(self, dims: Sequence[int]) -> int:
         return 2 * dims[0]
 
-    def __call__(self, crops, backbones, batch_size):
-        spectrum = torch.fft.fft(
-            embed(backbones[0], crops, batch_size).double(), dim=1
-        )  # (F, D) complex
+    def inputs(self) -> list[Input]:
+        return [(0, None)]
+
+    def combine(self, features):
+        spectrum = torch.fft.fft(features[0].double(), dim=1)  # (F, D) complex
         norm = spectrum.abs().pow(2).sum(dim=1, keepdim=True).sqrt().clamp_min(1e-12)
         spectrum = spectrum / norm
         return torch.cat([spectrum.real, spectrum.imag], dim=1).float()  # (F, 2D)
@@ -147,16 +194,14 @@ class ARMean(Enhancement):
     name = "f-ar-mean"
     backbones = 2
 
-    def __init__(self) -> None:
-        self.mean = CopyStatistics("f-mean", ROTATIONS, SCALES, with_std=False)
-
     def out_dim(self, dims: Sequence[int]) -> int:
         return dims[0] + dims[1]
 
-    def __call__(self, crops, backbones, batch_size):
-        return torch.cat(
-            [self.mean(crops, [backbone], batch_size) for backbone in backbones], dim=1
-        )
+    def inputs(self) -> list[Input]:
+        return [(0, F_MEAN_COPIES), (1, F_MEAN_COPIES)]
+
+    def combine(self, features):
+        return torch.cat([copies.mean(dim=1) for copies in features], dim=1)
 
 
 ENHANCEMENTS: Registry[Callable[[], Enhancement]] = Registry("enhancement")
@@ -164,12 +209,10 @@ register_enhancement = ENHANCEMENTS.register
 
 
 register_enhancement("basic")(Basic)
-register_enhancement("f-mean")(lambda: CopyStatistics("f-mean", ROTATIONS, SCALES, with_std=False))
-register_enhancement("f-meanstd")(
-    lambda: CopyStatistics("f-meanstd", ROTATIONS, SCALES, with_std=True)
-)
+register_enhancement("f-mean")(lambda: CopyStatistics("f-mean", F_MEAN_COPIES, with_std=False))
+register_enhancement("f-meanstd")(lambda: CopyStatistics("f-meanstd", F_MEAN_COPIES, with_std=True))
 register_enhancement("f-meanstd-2")(
-    lambda: CopyStatistics("f-meanstd-2", ROTATIONS_2, SCALES_2, with_std=True)
+    lambda: CopyStatistics("f-meanstd-2", F_MEANSTD_2_COPIES, with_std=True)
 )
 register_enhancement("f-normfft")(NormFFT)
 register_enhancement("f-ar-mean")(ARMean)

@@ -30,6 +30,7 @@ class VideoError(StoreError):
 class DecodedClip:
     frames: list[np.ndarray]  # the sampled frames, RGB uint8 [H, W, 3]
     times: list[float]  # their presentation times in seconds
+    indices: list[int]  # their positions among the decoded frames
     decoded: int  # frames decoded in total, before sampling
 
 
@@ -88,7 +89,9 @@ def decode_frames(
         )
     keep = sample_indices(times, max_fps=max_fps, max_frames=max_frames)
     frames = [raw[i].to_ndarray(format="rgb24") for i in keep]
-    return DecodedClip(frames=frames, times=[times[i] for i in keep], decoded=len(raw))
+    return DecodedClip(
+        frames=frames, times=[times[i] for i in keep], indices=keep, decoded=len(raw)
+    )
 
 
 def _reason(exc: BaseException) -> str:

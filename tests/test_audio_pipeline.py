@@ -230,3 +230,25 @@ def test_train_audio_then_build_from_its_checkpoint(clips, tmp_path, monkeypatch
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and str(checkpoint) in error
     assert "features.0.weight" in error
+
+
+def test_an_audio_recipe_builds_alongside_visual_ones(clips, tmp_path):
+    # build --recipe V.yaml --recipe A.yaml --out ROOT: the visual store through the matrix, the
+    # audio one by its own engine, each in ROOT/<stem>/ and equal to building it alone.
+    from feature_store.matrix_build import build_stores
+
+    manifest = write_manifest(tmp_path / "manifest.csv", clips)
+    audio = write_recipe(tmp_path / "speech.yaml")
+    visual = tmp_path / "faces.yaml"
+    visual.write_text(
+        yaml.safe_dump(
+            {"modality": "visual", "backbones": [{"name": "dlib-resnet"}],
+             "sampling": {"max_frames": 2}, "faces": {"chip": "dlib", "size": 150}}
+        )
+    )  # fmt: skip
+    stores = build_stores(manifest, [visual, audio], tmp_path / "root", progress=False)
+    assert sorted(stores) == ["faces", "speech"]
+    assert stores["faces"].path == tmp_path / "root" / "faces" and stores["faces"].dim == 128
+    alone = build_store(manifest, audio, tmp_path / "alone", progress=False)
+    assert stores["speech"].clip_ids() == alone.clip_ids()
+    np.testing.assert_allclose(np.asarray(stores["speech"].array), np.asarray(alone.array))
