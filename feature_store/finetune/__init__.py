@@ -10,6 +10,6 @@ runs, ``run`` is the driver that writes the checkpoint a recipe then names.
 from __future__ import annotations
 
 from feature_store.finetune.data import Augment
-from feature_store.finetune.run import CHECKPOINT_FORMAT, finetune
+from feature_store.finetune.run import CHECKPOINT_FORMAT, DEFAULT_AUGMENT, finetune
 
-__all__ = ["CHECKPOINT_FORMAT", "Augment", "finetune"]
+__all__ = ["CHECKPOINT_FORMAT", "DEFAULT_AUGMENT", "Augment", "finetune"]

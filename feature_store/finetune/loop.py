@@ -144,7 +144,7 @@ def train_loop(config: dict[str, Any]) -> None:
             # DDP averages gradients over workers: sum / local batch, averaged, is the global mean.
             (loss / local).backward()
             step.step()
-            total += torch.tensor([float(loss), len(mine)], dtype=torch.float64)
+            total += torch.tensor([float(loss.detach()), len(mine)], dtype=torch.float64)
         schedule.step()
         total = _all_sum(total.to(device)).cpu()
         row: dict[str, Any] = {
