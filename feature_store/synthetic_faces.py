@@ -2,8 +2,8 @@
 ``finetune`` (no face data set can be downloaded here).
 
 The face is scikit-image's ``astronaut`` (Eileen Collins), cut like a RAF-DB aligned image
-(100×100 around dlib's box extended by 30 %). Each class gets its own change, a faint stripe
-texture over the mouth whose period depends on the class; each image then varies in brightness,
+(100×100 around dlib's box extended by 30 %). Each class gets its own change, the mouth region
+darkened or lightened by a class-specific amount; each image then varies in brightness,
 position and pixel noise, so the class is a small local signal under larger nuisances. The set
 is written in the RAF-DB basic layout (``EmoLabel/list_patition_label.txt``,
 ``Image/aligned/``) or, with ``photos=True``, as whole photos (the face pasted into a larger
@@ -39,11 +39,8 @@ def face_image(face: np.ndarray, class_index: int, rng: np.random.Generator) -> 
     """One image of class ``class_index``: the stripe texture, then brightness, shift, noise."""
     size = face.shape[0]
     image = face.astype(np.float64)
-    rows = np.arange(size)[:, None]
-    period = 3 + 2 * class_index
-    stripes = np.sin(2 * np.pi * rows / period) * 14
-    mouth = (slice(int(size * 0.66), int(size * 0.86)), slice(int(size * 0.3), int(size * 0.7)))
-    image[mouth] += np.broadcast_to(stripes, (size, size))[mouth][..., None]
+    mouth = (slice(int(size * 0.62), int(size * 0.88)), slice(int(size * 0.28), int(size * 0.72)))
+    image[mouth] += (class_index - 1) * 40.0  # darker, unchanged, lighter, ... mouth
     image *= rng.uniform(0.75, 1.25)
     image = np.roll(image, tuple(rng.integers(-4, 5, size=2)), axis=(0, 1))
     image += rng.normal(0, 6, image.shape)
