@@ -206,6 +206,34 @@ def _run_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_probe(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--recipe", action="append", required=True, help="a visual recipe (repeat: one per column)"
+    )
+    parser.add_argument("--images", default=None, help="an image set: probe on its test faces")
+    parser.add_argument("--clips", default=None, help="a clips manifest: probe on its val clips")
+    parser.add_argument(
+        "--stores", default="data/stores/probe", help="where --clips stores are built or reused"
+    )
+    parser.add_argument("--cache", default="data/probe-cache", help="face-crop cache for --images")
+    parser.add_argument("--workers", type=int, default=1, help="store build workers")
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from feature_store import probe
+
+    rows = probe.table(
+        args.recipe,
+        images=args.images,
+        clips=args.clips,
+        stores=args.stores,
+        cache=args.cache,
+        workers=args.workers,
+    )
+    print(probe.format_table(rows))
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "build": Command(
         "build a store from raw clips: a manifest CSV and a recipe (resumable)",
@@ -221,6 +249,11 @@ COMMANDS: dict[str, Command] = {
         "fine-tune a recipe's face backbone on a labelled image set with Ray Train (Table 1)",
         _add_finetune,
         _run_finetune,
+    ),
+    "probe": Command(
+        "Table 1: softmax-probe accuracy of several pretrained backbones, side by side",
+        _add_probe,
+        _run_probe,
     ),
     "synth": Command(
         "write the planted benchmark stores (known oracle accuracy)", _add_synth, _run_synth

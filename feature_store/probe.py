@@ -137,10 +137,10 @@ def table(recipes: list[str], *, images: str | None = None, clips: str | None = 
             "finetuned_test": record.get("test_acc"),
         }
         if images is not None:
-            row["image_probe"] = image_probe(recipe_path, images, cache=cache or "probe-cache")
+            row["image_probe"] = image_probe(recipe_path, images, cache=cache or "data/probe-cache")
         if clips is not None:
             row["clips_probe"] = clips_probe(
-                recipe_path, clips, stores=stores or "stores/probe", workers=workers
+                recipe_path, clips, stores=stores or "data/stores/probe", workers=workers
             )
         rows.append(row)
     return rows

@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from feature_store.faces import FaceCropper, crop_affine, extended_box, warp, whole_frame
 from feature_store.image_sets import ImageSet, ImageSetError
 from feature_store.recipe import FaceSpec
 
@@ -60,11 +59,14 @@ def read_image(path: str) -> np.ndarray:
         raise ImageSetError(f"{path}: not a readable image ({reason})") from None
 
 
-_CROPPER: FaceCropper | None = None
+_CROPPER = None  # this process's faces.FaceCropper
 
 
 def cut_face(item: tuple[str, str, tuple[float, ...], FaceSpec]) -> np.ndarray:
     """One face crop ``[size, size, 3]`` (runs in pool processes; the detector is made once)."""
+    # Imported here: dlib is needed to cut faces, not to train on cut ones (a GPU image may lack it).
+    from feature_store.faces import FaceCropper, crop_affine, extended_box, warp, whole_frame
+
     global _CROPPER
     path, faces, box, spec = item
     frame = read_image(path)

@@ -94,6 +94,41 @@ def _accuracy(counts: torch.Tensor) -> float:
     return float(counts.trace()) / total if total else float("nan")
 
 
+def train_epoch(
+    model: nn.Module,
+    step: torch.optim.Optimizer,
+    crops: np.ndarray,
+    labels: np.ndarray,
+    train_at: np.ndarray,
+    order: torch.Tensor,
+    theta: torch.Tensor | None,
+    *,
+    rank: int = 0,
+    world: int = 1,
+    batch: int,
+    input_size: int,
+) -> torch.Tensor:
+    """One epoch of this worker's share of every global batch; returns ``[loss sum, images]``
+    of this worker (``rank 0, world 1`` is the whole batch: the bare single-process loop)."""
+    device = next(model.parameters()).device
+    local = batch // world
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    model.train()
+    total = torch.zeros(2, dtype=torch.float64)
+    for first in range(0, len(order) - batch + 1, batch):
+        mine = order[first + rank * local : first + (rank + 1) * local]
+        at = train_at[mine.numpy()]
+        x = batch_input(crops, at, input_size, None if theta is None else theta[mine]).to(device)
+        y = torch.from_numpy(labels[at]).to(device)
+        loss = loss_fn(model(x), y)
+        step.zero_grad(set_to_none=True)
+        # DDP averages gradients over workers: sum / local batch, averaged, is the global mean.
+        (loss / local).backward()
+        step.step()
+        total += torch.tensor([float(loss.detach()), len(mine)], dtype=torch.float64)
+    return total
+
+
 def train_loop(config: dict[str, Any]) -> None:
     """The Ray Train worker function (``TorchTrainer(train_loop_per_worker=...)``)."""
     import ray.train
@@ -122,30 +157,17 @@ def train_loop(config: dict[str, Any]) -> None:
     batch, local = config["batch_size"], config["batch_size"] // world
     augment = Augment(**config["augment"]) if config["augment"] is not None else None
     shard = {"rank": rank, "world": world, "batch": local, "input_size": config["input_size"]}
-    loss_fn = nn.CrossEntropyLoss(reduction="sum")
     for epoch in range(start_epoch, config["epochs"] + 1):
         started = time.perf_counter()
         order, theta = epoch_plan(
             labels[train_at], epoch, config["seed"], balanced=config["balanced"], augment=augment
         )
-        model.train()
-        total = torch.zeros(2, dtype=torch.float64)
-        for first in range(0, len(order) - batch + 1, batch):
-            mine = order[first + rank * local : first + (rank + 1) * local]
-            x = batch_input(
-                crops,
-                train_at[mine.numpy()],
-                config["input_size"],
-                None if theta is None else theta[mine],
-            ).to(device)
-            y = torch.from_numpy(labels[train_at[mine.numpy()]]).to(device)
-            loss = loss_fn(model(x), y)
-            step.zero_grad(set_to_none=True)
-            # DDP averages gradients over workers: sum / local batch, averaged, is the global mean.
-            (loss / local).backward()
-            step.step()
-            total += torch.tensor([float(loss.detach()), len(mine)], dtype=torch.float64)
+        total = train_epoch(
+            model, step, crops, labels, train_at, order, theta,
+            rank=rank, world=world, batch=batch, input_size=config["input_size"],
+        )  # fmt: skip
         schedule.step()
+        train_seconds = time.perf_counter() - started
         total = _all_sum(total.to(device)).cpu()
         row: dict[str, Any] = {
             "epoch": epoch,
@@ -158,7 +180,8 @@ def train_loop(config: dict[str, Any]) -> None:
                 matrices[split] = confusion(model, crops, labels, positions, **shard)
                 row[f"{split}_acc"] = _accuracy(matrices[split])
         row["epoch_seconds"] = time.perf_counter() - started
-        row["images_per_second"] = float(total[1]) / row["epoch_seconds"]
+        # Training steps only (all workers together): the figure bench_finetune compares.
+        row["images_per_second"] = float(total[1]) / train_seconds
         row["resumed"] = resumed is not None and epoch == start_epoch
         history.append(row)
         metrics = {key: value for key, value in row.items() if isinstance(value, float)}
