@@ -179,17 +179,19 @@ def test_killed_worker_resumes_to_the_uninterrupted_result(setup, two_workers):
     runs = out.with_name(out.name + ".ray") / "run"
     killed: list[int] = []
 
-    def kill_after_first_checkpoint() -> None:
+    def kill_after_second_checkpoint() -> None:
+        # The second: a checkpoint on disk may not be registered yet when its worker is killed,
+        # but the first one surely is once the second is written.
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and not killed:
-            if list(runs.glob("checkpoint_*/state.pt")):
+            if len(list(runs.glob("checkpoint_*/state.pt"))) >= 2:
                 workers = _train_workers()
                 if workers:
                     os.kill(workers[-1], signal.SIGKILL)
                     killed.append(workers[-1])
             time.sleep(0.2)
 
-    killer = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
+    killer = threading.Thread(target=kill_after_second_checkpoint, daemon=True)
     killer.start()
     meta = finetune(
         setup["images"], setup["recipe"], out, workers=2, **SETTINGS, log=lambda _: None
@@ -208,3 +210,42 @@ def test_killed_worker_resumes_to_the_uninterrupted_result(setup, two_workers):
     reference = torch.load(two_workers[0], weights_only=True)["state_dict"]
     for key, value in reference.items():
         torch.testing.assert_close(resumed[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_lost_driver_resumes_when_the_command_runs_again(setup, two_workers):
+    """The driver (a ``python -m feature_store finetune`` process on the test's cluster) is killed
+    after its second checkpoint; the same command again resumes and ends as the uninterrupted run."""
+    import subprocess
+    import sys
+
+    import ray
+
+    out = setup["root"] / "driver.pth"
+    runs = out.with_name(out.name + ".ray") / "run"
+    command = [
+        sys.executable, "-m", "feature_store", "finetune", "--images", str(setup["images"]),
+        "--recipe", str(setup["recipe"]), "--out", str(out), "--workers", "2",
+        "--epochs", str(SETTINGS["epochs"]), "--batch-size", str(SETTINGS["batch_size"]),
+        "--lr", str(SETTINGS["lr"]), "--optimizer", SETTINGS["optimizer"],
+    ]  # fmt: skip
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 600
+        while len(list(runs.glob("checkpoint_*/state.pt"))) < 2:
+            assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
+            time.sleep(0.2)
+        driver.kill()
+    finally:
+        driver.wait(timeout=60)
+    assert not out.exists()
+    meta = finetune(
+        setup["images"], setup["recipe"], out, workers=2, **SETTINGS, log=lambda _: None
+    )
+    assert meta["history"][0]["resumed"] is False and any(r["resumed"] for r in meta["history"])
+    np.testing.assert_allclose(
+        [row["train_loss"] for row in meta["history"]],
+        [row["train_loss"] for row in two_workers[1]["history"]],
+        rtol=1e-5,
+    )
