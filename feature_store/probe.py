@@ -157,6 +157,6 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _cell(value: Any) -> str:
-    if value is None:
+    if value is None or value == "":
         return "-"
     return f"{value:.3f}" if isinstance(value, float) else str(value)

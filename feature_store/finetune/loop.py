@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -107,14 +108,17 @@ def train_epoch(
     world: int = 1,
     batch: int,
     input_size: int,
+    status: Callable[[str], None] | None = None,
 ) -> torch.Tensor:
     """One epoch of this worker's share of every global batch; returns ``[loss sum, images]``
-    of this worker (``rank 0, world 1`` is the whole batch: the bare single-process loop)."""
+    of this worker (``rank 0, world 1`` is the whole batch: the bare single-process loop).
+    ``status`` gets a progress line at most every 30 seconds."""
     device = next(model.parameters()).device
     local = batch // world
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     model.train()
     total = torch.zeros(2, dtype=torch.float64)
+    steps, shown = len(order) // batch, time.monotonic()
     for first in range(0, len(order) - batch + 1, batch):
         mine = order[first + rank * local : first + (rank + 1) * local]
         at = train_at[mine.numpy()]
@@ -126,6 +130,9 @@ def train_epoch(
         (loss / local).backward()
         step.step()
         total += torch.tensor([float(loss.detach()), len(mine)], dtype=torch.float64)
+        if status is not None and time.monotonic() - shown > 30:
+            shown = time.monotonic()
+            status(f"step {first // batch + 1}/{steps}, loss {float(total[0] / total[1]):.4f}")
     return total
 
 
@@ -165,6 +172,7 @@ def train_loop(config: dict[str, Any]) -> None:
         total = train_epoch(
             model, step, crops, labels, train_at, order, theta,
             rank=rank, world=world, batch=batch, input_size=config["input_size"],
+            status=(lambda line, e=epoch: print(f"epoch {e}: {line}", flush=True)) if rank == 0 else None,
         )  # fmt: skip
         schedule.step()
         train_seconds = time.perf_counter() - started
@@ -186,6 +194,7 @@ def train_loop(config: dict[str, Any]) -> None:
         history.append(row)
         metrics = {key: value for key, value in row.items() if isinstance(value, float)}
         if rank == 0:
+            print(epoch_line(row, config["epochs"]), flush=True)
             _log_epoch(config, row, matrices)
             with tempfile.TemporaryDirectory() as folder:
                 torch.save(
@@ -202,6 +211,13 @@ def train_loop(config: dict[str, Any]) -> None:
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
         else:
             ray.train.report(metrics)
+
+
+def epoch_line(row: dict[str, Any], epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}"]
+    parts += [f"{k.split('_')[0]} acc {row[k]:.3f}" for k in ("val_acc", "test_acc") if k in row]
+    parts.append(f"{row['images_per_second']:.1f} images/s")
+    return " | ".join(parts) + ("  (resumed from a checkpoint)" if row.get("resumed") else "")
 
 
 def _log_epoch(config: dict[str, Any], row: dict[str, Any], matrices: dict) -> None:

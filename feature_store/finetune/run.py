@@ -22,7 +22,7 @@ import torch
 from feature_store.backbones import TorchBackbone, make_backbone
 from feature_store.errors import StoreError
 from feature_store.finetune.data import Augment, prepare_crops
-from feature_store.finetune.loop import STATE_FILE, FaceClassifier, train_loop
+from feature_store.finetune.loop import STATE_FILE, FaceClassifier, epoch_line, train_loop
 from feature_store.image_sets import describe, read_image_set
 from feature_store.recipe import load_recipe
 from feature_store.store import CLASSES
@@ -130,6 +130,7 @@ def finetune(
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as exc:
+        mlflow.tracking.MlflowClient().set_terminated(run_id, "FAILED")
         raise StoreError(f"finetune failed on the Ray workers: {_first_line(exc)}") from None
     with result.checkpoint.as_directory() as folder:
         state = torch.load(os.path.join(folder, STATE_FILE), weights_only=True)
@@ -138,7 +139,7 @@ def finetune(
     client.log_dict(run_id, meta, "checkpoint.json")
     client.set_terminated(run_id)
     for row in state["history"]:
-        log(_epoch_line(row, epochs))
+        log(epoch_line(row, epochs))
     return {**meta, "history": state["history"], "run_id": run_id}
 
 
@@ -220,13 +221,6 @@ def _write_output(out, state, backbone, spec, found, settings, run_id) -> dict[s
     torch.save({"state_dict": weights, "head": head, "avfusion": meta}, tmp)
     os.replace(tmp, out)
     return meta
-
-
-def _epoch_line(row: dict[str, Any], epochs: int) -> str:
-    parts = [f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}"]
-    parts += [f"{k.split('_')[0]} acc {row[k]:.3f}" for k in ("val_acc", "test_acc") if k in row]
-    parts.append(f"{row['images_per_second']:.1f} images/s")
-    return " | ".join(parts) + ("  (resumed from a checkpoint)" if row.get("resumed") else "")
 
 
 def _first_line(exc: BaseException) -> str:
