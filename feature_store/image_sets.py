@@ -111,7 +111,8 @@ def read_image_set(path: str | os.PathLike[str], *, val_fraction: float = 0.1) -
         found = _read_affectnet(path, csvs)
     else:
         raise ImageSetError(
-            f"{path}: not an image set in a known layout: expected FER+ (FER2013Train/label.csv), "
+            f"{path}: not an image set in a known layout: expected FER+ (FER2013Train/label.csv, "
+            "as FERPlus's generate_training_data.py writes it), "
             "RAF-DB (EmoLabel/list_patition_label.txt), AffectNet (training.csv, validation.csv) "
             "or a manifest CSV (path,split,label)"
         )
