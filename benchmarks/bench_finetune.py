@@ -87,6 +87,9 @@ def ray_images_per_second(images, recipe_path, out, *, workers, gpus, batch, epo
         batch_size=batch, val_fraction=0, progress=False, log=lambda _: None,
     )  # fmt: skip
     rates = [row["images_per_second"] for row in meta["history"]]
+    print(
+        f"  (Ray Train workers ran torch with {int(meta['history'][-1]['torch_threads'])} thread(s))"
+    )
     return float(np.mean(rates[1:])) if len(rates) > 1 else rates[0]
 
 

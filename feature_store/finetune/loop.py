@@ -190,6 +190,7 @@ def train_loop(config: dict[str, Any]) -> None:
         row["epoch_seconds"] = time.perf_counter() - started
         # Training steps only (all workers together): the figure bench_finetune compares.
         row["images_per_second"] = float(total[1]) / train_seconds
+        row["torch_threads"] = float(torch.get_num_threads())
         row["resumed"] = resumed is not None and epoch == start_epoch
         history.append(row)
         metrics = {key: value for key, value in row.items() if isinstance(value, float)}
