@@ -167,3 +167,15 @@ def test_dlib_resnet_is_refused_in_one_line(tmp_path: Path, capsys) -> None:
                  "--out", str(tmp_path / "o.pth")])  # fmt: skip
     errors = _error_lines(capsys)
     assert code == 2 and len(errors) == 1 and "not a PyTorch network" in errors[0]
+
+
+def test_more_than_the_cluster_holds_is_refused_at_once() -> None:
+    from feature_store.errors import StoreError
+    from feature_store.finetune.run import _check_resources
+
+    _check_resources({"CPU": 4.0}, 2, 0.0)
+    _check_resources({"CPU": 4.0, "GPU": 2.0}, 4, 0.5)
+    with pytest.raises(StoreError, match=r"need 2 GPU \(it has 0\)"):
+        _check_resources({"CPU": 4.0}, 2, 1.0)
+    with pytest.raises(StoreError, match=r"need 3 CPU \(it has 2\)"):
+        _check_resources({"CPU": 2.0}, 3, 0.0)

@@ -100,6 +100,9 @@ def finetune(
         "balanced": balanced, "augment": None if augment is None else augment.__dict__,
         "seed": seed, "val_fraction": val_fraction, "faces": recipe.faces.model_dump(mode="json"),
     }  # fmt: skip
+    if not ray.is_initialized():
+        ray.init()  # no address: a submitted job joins its cluster, otherwise a local one starts
+    _check_resources(ray.cluster_resources(), workers, gpus_per_worker)
     mlflow, experiment_id = start_mlflow(experiment)
     run_id = _run_id(storage, settings, force, lambda: _open_run(mlflow, experiment_id, settings))
     config = {
@@ -107,8 +110,6 @@ def finetune(
         "labels": crops.labels.tolist(), "mlflow_uri": tracking_uri(), "mlflow_run_id": run_id,
         **{split: crops.indices(split).tolist() for split in ("train", "val", "test")},
     }  # fmt: skip
-    if not ray.is_initialized():
-        ray.init()  # no address: a submitted job joins its cluster, otherwise a local one starts
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=config,
@@ -141,6 +142,18 @@ def finetune(
     for row in state["history"]:
         log(epoch_line(row, epochs))
     return {**meta, "history": state["history"], "run_id": run_id}
+
+
+def _check_resources(resources: dict[str, float], workers: int, gpus: float) -> None:
+    """Refuse at once what the cluster cannot hold (Ray Train would wait for it forever)."""
+    wanted = {"CPU": float(workers), "GPU": workers * gpus}
+    short = [f"{need:g} {kind} (it has {resources.get(kind, 0):g})" for kind, need in wanted.items()
+             if need > resources.get(kind, 0)]  # fmt: skip
+    if short:
+        raise StoreError(
+            f"{workers} worker(s) need {' and '.join(short)} on the Ray cluster; "
+            "lower --workers or --gpus-per-worker"
+        )
 
 
 def _floats(values: torch.Tensor) -> list[float]:
