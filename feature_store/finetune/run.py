@@ -68,7 +68,9 @@ def finetune(
     if recipe.modality != "visual":
         raise StoreError(f"{recipe_path}: finetune needs a visual recipe, got {recipe.modality}")
     if epochs < 1 or workers < 1 or batch_size < 1 or gpus_per_worker < 0:
-        raise StoreError("--epochs, --workers and --batch-size must be at least 1")
+        raise StoreError(
+            "--epochs, --workers and --batch-size must be at least 1, --gpus-per-worker at least 0"
+        )
     if batch_size % workers:
         raise StoreError(f"--batch-size {batch_size} must split evenly over {workers} workers")
     spec = recipe.backbones[0]
