@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from feature_store.devices import resolve_device
 from feature_store.errors import StoreError
 from feature_store.store import CLASSES
+from feature_store.tracking import start_mlflow
 from feature_store.weights import WeightsError, read_checkpoint
 
 if TYPE_CHECKING:
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
 
 FEATURE_DIM = 256  # channels of AlexNet's last pooling map
 CHECKPOINT_FORMAT = "avfusion-audio-cnn"
-DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
-DEFAULT_ARTIFACTS = "mlruns/artifacts"
 
 
 # -- input: standardise, segment --------------------------------------------------------------
@@ -373,43 +372,6 @@ def load_segments(
     return SegmentSet.from_clips([s for _, s in kept], [int(labels[c]) for c, _ in kept]), silent
 
 
-def _start_mlflow(experiment: str):
-    """MLflow with the project's defaults: ``MLFLOW_TRACKING_URI``, else a SQLite file under
-    ./mlruns with artifacts in ./mlruns/artifacts. Returns the mlflow module and experiment id."""
-    import mlflow
-
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    local = uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    if uri.startswith(("http://", "https://")):
-        _probe(uri)
-    mlflow.set_tracking_uri(uri)
-    try:
-        found = mlflow.get_experiment_by_name(experiment)
-        if found is not None:
-            return mlflow, found.experiment_id
-        # A server with --serve-artifacts chooses its own artifact root; locally it is ./mlruns.
-        location = Path(DEFAULT_ARTIFACTS).resolve().as_uri() if local else None
-        return mlflow, mlflow.create_experiment(experiment, artifact_location=location)
-    except Exception as exc:  # mlflow raises MlflowException, requests errors, SQL errors ...
-        reason = " ".join(str(exc).split())[:200]
-        raise StoreError(f"MLflow tracking at {uri}: {reason}") from None
-
-
-def _probe(uri: str) -> None:
-    """Fail in seconds, not after MLflow's minutes of retries, when the server does not answer."""
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
-            pass
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise StoreError(f"MLflow tracking server {uri} does not answer ({reason})") from None
-
-
 def _plot_curves(history: list[dict[str, float]], path: Path) -> None:
     import matplotlib
 
@@ -458,7 +420,7 @@ def train_audio(
     train_clips, val_clips = clips[clips["split"] == "train"], clips[clips["split"] == "val"]
     if train_clips.empty or val_clips.empty:
         raise StoreError(f"{manifest}: train-audio needs train and val clips (labels)")
-    mlflow, experiment_id = _start_mlflow(spec.experiment)  # a dead server stops us before work
+    mlflow, experiment_id = start_mlflow(spec.experiment)  # a dead server stops us before work
     train, train_silent = load_segments(train_clips, recipe, workers=workers, desc="train clips")
     val, val_silent = load_segments(val_clips, recipe, workers=workers, desc="val clips")
     if train is None or val is None:
