@@ -212,7 +212,7 @@ def bench_throughput(tmp: Path, args) -> None:
     rate = 2 * args.clips * args.frames / seconds
     print(f"  {label:<46} {rate:>8.1f} frames/s  {rate / backbone_alone:.2f} x backbone alone")
     label = "steady state (the extra clips' frames / time)"
-    if fixed < 0:  # the longer build ran at a better per-clip pace than the shorter: load noise
+    if fixed < 0:  # the extra clips took longer than the whole shorter build: the load changed
         print(f"  {label:<46} not measurable in this run (the machine's load changed under it)")
     else:
         print(
