@@ -137,7 +137,7 @@ class StoreWriter:
         if extra:
             self.meta.update(extra)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        guards.remove_stale_staging(self.path.parent)  # what SIGKILLed writers left behind
+        guards.remove_stale_staging(self.path)  # what SIGKILLed writers left behind
         self._tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._tmp.mkdir()
         # Held open across add() calls and closed by close()/abort().

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from guards.errors import GuardError
 
-_STAGING = re.compile(r"^\..+\.(?:tmp|old)-(\d+)(?:-[0-9a-f]+)?$")
+_STAGING = r"^\.{name}\.(?:tmp|old)-(\d+)(?:-[0-9a-f]+)?$"
 
 
 def check_writable(path: str | os.PathLike[str], what: str = "--out") -> None:
@@ -58,7 +58,7 @@ def prepare_out(
 
 def staging_dir(out: Path) -> Path:
     """This process's hidden staging folder beside ``out``, stale ones of dead runs removed."""
-    remove_stale_staging(out.parent)
+    remove_stale_staging(out)
     staging = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     return staging
@@ -74,14 +74,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_staging(folder: Path) -> list[Path]:
-    """Remove ``.NAME.tmp-PID`` / ``.NAME.old-PID`` folders in ``folder`` whose PID is gone (a
-    SIGKILLed run's); a live PID's staging folder is another run's work and stays."""
-    removed = []
-    if not folder.is_dir():
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Remove the ``.NAME.tmp-PID`` / ``.NAME.old-PID`` folders beside ``out`` (NAME its name)
+    whose PID is gone (a SIGKILLed run's); a live PID's staging folder is another run's work and
+    stays, and no other hidden folder is touched."""
+    removed: list[Path] = []
+    if not out.parent.is_dir():
         return removed
-    for entry in folder.iterdir():
-        match = _STAGING.match(entry.name)
+    pattern = re.compile(_STAGING.format(name=re.escape(out.name)))
+    for entry in out.parent.iterdir():
+        match = pattern.match(entry.name)
         if match and entry.is_dir() and not entry.is_symlink() and not _alive(int(match[1])):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)

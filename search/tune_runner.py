@@ -308,7 +308,7 @@ def _callbacks(config: SearchConfig, context: TrialContext, classes: list[str]):
             best = "-" if self.best is None else f"{self.best:.4f}"
             self.bar.set_postfix_str(f"running {running}, pending {pending}, best val_acc {best}")
 
-        def _ended(self, trials, trial, status: str):
+        def _ended(self, trials, trial, status: str, cause: str = ""):
             result = trial.last_result or {}
             acc = result.get("val_acc")
             if (
@@ -324,6 +324,7 @@ def _callbacks(config: SearchConfig, context: TrialContext, classes: list[str]):
                 f" val_acc {'-' if acc is None else f'{acc:.4f}'}  {params.get('visual_feature')}+"
                 f"{params.get('audio_feature')} {params.get('visual_attention')}/"
                 f"{params.get('audio_attention')} {params.get('fusion')}"
+                + (f"  failed: {cause}" if cause else "")
             )
             self.bar.update(1)
             self._refresh(trials, ended=trial)
@@ -336,8 +337,7 @@ def _callbacks(config: SearchConfig, context: TrialContext, classes: list[str]):
             self._ended(trials, trial, tracking.FINISHED if finished else tracking.STOPPED_EARLY)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self._ended(trials, trial, tracking.FAILED)
-            self.bar.write(f"trial {trial.trial_id} failed: {failure_cause(trial)}")
+            self._ended(trials, trial, tracking.FAILED, failure_cause(trial))
 
         def on_experiment_end(self, trials, **info):
             if self.bar is not None:

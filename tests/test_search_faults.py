@@ -119,8 +119,9 @@ def test_every_trial_failing_is_one_line_each_and_exit_1_on_loopback_only(tmp_pa
     assert driver.returncode == 1, stderr[-3000:]
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) <= 8, stderr
     assert "no trial finished (0 finished, 0 stopped early, 4 failed)" in stderr
-    causes = [line for line in stdout.replace("\r", "\n").splitlines() if " failed: " in line]
-    assert len(causes) == 4 and all("ConfigError: key 'device'" in c for c in causes), causes
+    lines = [line.strip() for line in stdout.replace("\r", "\n").splitlines()]
+    ended = [line for line in lines if line.startswith("trial ")]  # one line per ended trial
+    assert len(ended) == 4 and all("failed: ConfigError: key 'device'" in e for e in ended), ended
     runs = _runs(tmp_path)
     parent = [r for r in runs if r.data.tags.get("avfusion.kind") == "search"]
     trials = [r for r in runs if r.data.tags.get("avfusion.kind") == "trial"]
