@@ -352,7 +352,10 @@ _CAUSE = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Exit|Died\w*))(?:\([\
 
 def failure_cause(trial) -> str:
     """One line saying why a trial failed, from the error Tune saved for it."""
-    text = trial.get_error() or ""
+    # The trial's own error.txt first: the copy in the storage path is synced later, so right
+    # after the failure it may not be there yet.
+    local = trial.error_file
+    text = Path(local).read_text() if local and Path(local).is_file() else trial.get_error() or ""
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     for line in reversed(lines):
         match = _CAUSE.match(line)
