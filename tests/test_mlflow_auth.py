@@ -21,7 +21,9 @@ CLUSTERS = sorted((REPO / "conf" / "cluster").glob("*.yaml"))
 def test_cluster_configs_start_mlflow_behind_auth_with_no_secret_in_the_repo(path: Path):
     config = yaml.safe_load(path.read_text())
     head = " ".join(config["head_start_ray_commands"])
-    assert "conf/cluster/mlflow-server.sh" in head and "mlflow server" not in head
+    assert "conf/cluster/start-head.sh" in head and "mlflow server" not in head
+    start_head = (REPO / "conf" / "cluster" / "start-head.sh").read_text()
+    assert "conf/cluster/mlflow-server.sh" in start_head and " postgres" in start_head
     assert "--app-name basic-auth" in SERVER.read_text()
     text = path.read_text().lower()
     assert "password=" not in text and "mlflow_tracking_password" not in text
