@@ -30,10 +30,15 @@ export MLFLOW_FLASK_SERVER_SECRET_KEY=${MLFLOW_FLASK_SERVER_SECRET_KEY:-$(head -
 mkdir -p "$root"
 root=$(cd "$root" && pwd)
 # The auth app's settings (no secret in them): users live in their own SQLite database; a signed-in
-# user may read every experiment, only the admin (and users granted more) may change them.
+# user may read every experiment, only the admin (and users granted more) may change them. A
+# checked password is remembered for a minute (MLflow's auth cache, keyed by an HMAC): without it
+# every request pays a deliberately slow PBKDF2 check, which with many trials logging at once
+# was most of the server's CPU (benchmarks/bench_tracking.py); a changed password takes effect
+# within that minute.
 cat > "$root/basic_auth.ini" <<INI
 [mlflow]
 default_permission = READ
+auth_cache_ttl_seconds = ${AVFUSION_MLFLOW_AUTH_CACHE_S:-60}
 database_uri = sqlite:///$root/basic_auth.db
 admin_username = ${MLFLOW_AUTH_ADMIN_USERNAME:-admin}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth

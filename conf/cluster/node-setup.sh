@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ "${1:-}" = --head ] && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
     sudo=$([ "$(id -u)" = 0 ] || echo "sudo -n")
+    $sudo apt-get update -qq
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
