@@ -6,7 +6,8 @@
 For each backend it starts the head's tracking server on 127.0.0.1 exactly as the cluster YAMLs
 do (``conf/cluster/mlflow-server.sh``: the basic-auth app, ``--serve-artifacts`` so artifacts go
 over HTTP as from a cluster's nodes), (a) on a SQLite file, (b) on the PostgreSQL that script
-starts (Debian's ``postgresql``; ``psycopg[binary]`` in the venv); every trial authenticates. Then ``--concurrency`` worker processes, each a trial's node, log ``--trials`` trials through
+starts (Debian's ``postgresql``; ``psycopg[binary]`` in the venv); every trial authenticates
+(``AVFUSION_MLFLOW_AUTH_CACHE_S=0`` measures the server without its password cache). Then ``--concurrency`` worker processes, each a trial's node, log ``--trials`` trials through
 ``search.tracking.TrialRecorder`` exactly as ``search/trial.py`` does: the run with its tags and
 params, ``config.yaml``, one ``log_batch`` of metrics per epoch, ``scores.npz`` (AFEW-sized: 383 val
 and 653 test clips) and ``attention.json``, the FINISHED status, and then the two PNGs that
@@ -237,7 +238,8 @@ def main() -> int:
                     except subprocess.TimeoutExpired:
                         os.killpg(proc.pid, signal.SIGKILL)
     print(f"\n{args.trials} trials, concurrency {args.concurrency}, {args.epochs} epochs, "
-          f"plots {'on' if args.plots else 'off'}; seconds:")  # fmt: skip
+          f"plots {'on' if args.plots else 'off'}, server's auth cache "
+          f"{os.environ.get('AVFUSION_MLFLOW_AUTH_CACHE_S', '60')} s; seconds:")  # fmt: skip
     print(f"{'backend':9} {'lost':>4} {'dup':>4} {'err':>4} {'epoch p50':>9} {'epoch p99':>9} "
           f"{'trial p50':>9} {'trial p99':>9} {'open p50':>8} {'finish p50':>10} {'trials/s':>8}")  # fmt: skip
     for backend, row in rows.items():
