@@ -3,10 +3,11 @@
     .venv/bin/python benchmarks/bench_tracking.py [--trials 500] [--concurrency 8] [--epochs 10]
         [--backends sqlite,postgres] [--no-plots]
 
-For each backend it starts a real ``mlflow server`` on 127.0.0.1 with ``--serve-artifacts`` (so
-artifacts go over HTTP, as from a cluster's nodes): (a) on a SQLite file, (b) on a PostgreSQL
-server it starts itself in a temporary folder (Debian's ``postgresql``; ``psycopg2-binary`` in the
-venv). Then ``--concurrency`` worker processes, each a trial's node, log ``--trials`` trials through
+For each backend it starts the head's tracking server on 127.0.0.1 exactly as the cluster YAMLs
+do (``conf/cluster/mlflow-server.sh``: the basic-auth app, ``--serve-artifacts`` so artifacts go
+over HTTP as from a cluster's nodes), (a) on a SQLite file, (b) on the PostgreSQL that script
+starts (Debian's ``postgresql``; ``psycopg[binary]`` in the venv); every trial authenticates
+(``AVFUSION_MLFLOW_AUTH_CACHE_S=0`` measures the server without its password cache). Then ``--concurrency`` worker processes, each a trial's node, log ``--trials`` trials through
 ``search.tracking.TrialRecorder`` exactly as ``search/trial.py`` does: the run with its tags and
 params, ``config.yaml``, one ``log_batch`` of metrics per epoch, ``scores.npz`` (AFEW-sized: 383 val
 and 653 test clips) and ``attention.json``, the FINISHED status, and then the two PNGs that
@@ -20,7 +21,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
+import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -40,6 +42,7 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no "View run" line p
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ["Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"]
 SEARCH = "bench-tracking"
+SERVER = ROOT / "conf" / "cluster" / "mlflow-server.sh"
 
 
 def free_port() -> int:
@@ -61,71 +64,31 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120)
     sys.exit(f"{url} did not answer within {timeout:.0f} s:\n{log.read_text()[-2000:]}")
 
 
-def as_postgres_user(args: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: run its tools as the ``postgres`` system user then."""
-    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
-
-
-def pg_bin(name: str) -> str:
-    found = shutil.which(name) or next(
-        iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None
+def start_server(backend: str, folder: Path, procs: list[subprocess.Popen]) -> str:
+    """The head's server exactly as the cluster YAMLs start it (conf/cluster/mlflow-server.sh:
+    basic-auth, --serve-artifacts, SQLite or its own PostgreSQL), with a fresh admin password that
+    every worker process uses."""
+    password = secrets.token_urlsafe(16)
+    env_file = folder / "mlflow-auth.env"
+    env_file.write_text(
+        f"MLFLOW_AUTH_ADMIN_PASSWORD={password}\nAVFUSION_PG_PASSWORD={secrets.token_urlsafe(16)}\n"
     )
-    if found is None:
-        sys.exit(f"{name} not found: install Debian's postgresql (apt-get install postgresql)")
-    return str(found)
-
-
-def start_postgres(folder: Path, procs: list[subprocess.Popen]) -> str:
-    """A private PostgreSQL server on 127.0.0.1, trust auth for the local benchmark user only."""
-    data = folder / "pgdata"
-    folder.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:  # the postgres user must reach its folder through the temporary one
-        folder.parent.chmod(0o755)
-        shutil.chown(folder, "postgres")
-    subprocess.run(
-        as_postgres_user([pg_bin("initdb"), "-D", str(data), "-U", "mlflow", "--auth=trust"]),
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    env_file.chmod(0o600)
+    folder.chmod(0o755)  # as root, PostgreSQL runs as the postgres user: it must reach pgdata
     port = free_port()
-    log = folder / "postgres.log"
+    env = {**os.environ, "AVFUSION_MLFLOW_SECRETS": str(env_file),
+           "AVFUSION_PGDATA": str(folder / "pgdata"), "AVFUSION_PG_PORT": str(free_port())}  # fmt: skip
+    log = folder / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            as_postgres_user(
-                [pg_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(folder),
-                 "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"]
-            ),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    procs.append(proc)
-    deadline = time.time() + 60
-    while subprocess.run(
-        [pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL
-    ).returncode:
-        if time.time() > deadline or proc.poll() is not None:
-            sys.exit(f"PostgreSQL did not start:\n{log.read_text()[-2000:]}")
-        time.sleep(0.3)
-    subprocess.run(
-        [pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow"],
-        check=True,
-    )
-    return f"postgresql+psycopg://mlflow@127.0.0.1:{port}/mlflow"
-
-
-def start_mlflow(backend_uri: str, folder: Path, procs: list[subprocess.Popen]) -> str:
-    port = free_port()
-    log = folder / "mlflow.log"
-    mlflow = Path(sys.executable).parent / "mlflow"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [str(mlflow), "server", "--backend-store-uri", backend_uri, "--serve-artifacts",
-             "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "4"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=folder,
+            [str(SERVER), str(folder / "mlruns"), "127.0.0.1", str(port), backend],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env,
         )  # fmt: skip
     procs.append(proc)
     uri = f"http://127.0.0.1:{port}"
     wait_http(f"{uri}/health", proc, log)
+    # Inherited by the worker processes: every trial authenticates as on a cluster.
+    os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=password)
     return uri
 
 
@@ -261,25 +224,22 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix=f"bench-tracking-{backend}-") as tmp:
             folder = Path(tmp)
             try:
-                if backend == "sqlite":
-                    backend_uri = f"sqlite:///{folder / 'mlflow.db'}"
-                elif backend == "postgres":
-                    backend_uri = start_postgres(folder / "pg", procs)
-                else:
+                if backend not in ("sqlite", "postgres"):
                     sys.exit(f"--backends: unknown backend {backend!r} (sqlite, postgres)")
-                uri = start_mlflow(backend_uri, folder, procs)
+                uri = start_server(backend, folder, procs)
                 print(f"{backend}: {args.trials} trials x {args.epochs} epochs, "
                       f"{args.concurrency} at once, into {uri}", flush=True)  # fmt: skip
                 rows[backend] = drive(uri, args.trials, args.concurrency, args.epochs, args.plots)
             finally:
-                for proc in reversed(procs):
-                    proc.terminate()
+                for proc in procs:  # the script's process group: server, workers, PostgreSQL
+                    os.killpg(proc.pid, signal.SIGTERM)
                     try:
-                        proc.wait(timeout=30)
+                        proc.wait(timeout=60)
                     except subprocess.TimeoutExpired:
-                        proc.kill()
+                        os.killpg(proc.pid, signal.SIGKILL)
     print(f"\n{args.trials} trials, concurrency {args.concurrency}, {args.epochs} epochs, "
-          f"plots {'on' if args.plots else 'off'}; seconds:")  # fmt: skip
+          f"plots {'on' if args.plots else 'off'}, server's auth cache "
+          f"{os.environ.get('AVFUSION_MLFLOW_AUTH_CACHE_S', '60')} s; seconds:")  # fmt: skip
     print(f"{'backend':9} {'lost':>4} {'dup':>4} {'err':>4} {'epoch p50':>9} {'epoch p99':>9} "
           f"{'trial p50':>9} {'trial p99':>9} {'open p50':>8} {'finish p50':>10} {'trials/s':>8}")  # fmt: skip
     for backend, row in rows.items():

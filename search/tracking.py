@@ -84,12 +84,44 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         raise TrackingError(f"MLflow tracking server {uri} does not answer ({reason})") from None
 
 
+# How long a trial rides out a slow or restarting tracking server (MLflow's client retries every
+# HTTP call with exponential backoff, connection refused and 5xx included): 6 retries at factor 1
+# wait 0+2+4+8+16+32 s, about a minute, each try given 60 s to answer. MLflow's own default (7
+# retries at factor 2, 120 s each) can hold a trial for over 15 minutes. The environment may set
+# others; past them a trial ends FAILED saying what it could not log (``LoggingFailed``).
+HTTP_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "6",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
+
+
 @functools.lru_cache(maxsize=4)
 def client(uri: str):
     """One client per process and URI: opening a SQLite store checks its schema, which is slow."""
     from mlflow.tracking import MlflowClient
 
+    for name, value in HTTP_RETRIES.items():
+        os.environ.setdefault(name, value)
     return MlflowClient(tracking_uri=uri)
+
+
+class LoggingFailed(TrackingError):
+    """A trial's logging call still failed after the client's retries: the trial ends FAILED."""
+
+
+@contextlib.contextmanager
+def _logging(uri: str, what: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except (MlflowException, OSError) as exc:  # requests' errors are OSErrors
+        retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+        raise LoggingFailed(
+            f"MLflow at {uri}: could not log {what} after {retries} retries: "
+            f"{str(exc).splitlines()[0][:300]}"
+        ) from exc
 
 
 @contextlib.contextmanager
@@ -198,15 +230,18 @@ class TrialRecorder:
             "mlflow.source.git.commit": context.git_commit,
             **tags,
         }
-        run = self.client.create_run(context.experiment_id, tags=all_tags, run_name=run_name)
+        self.uri = context.uri
+        with _logging(self.uri, "the trial's run"):
+            run = self.client.create_run(context.experiment_id, tags=all_tags, run_name=run_name)
         self.run_id = run.info.run_id
-        self.client.log_batch(
-            self.run_id, params=[Param(k, _param_value(v)) for k, v in params.items()]
-        )
-        # config.yaml goes up first, so a trial stopped early still shows what it trained.
-        with tempfile.TemporaryDirectory() as folder:
-            Path(folder, "config.yaml").write_text(config_yaml)
-            self.client.log_artifact(self.run_id, str(Path(folder, "config.yaml")))
+        with _logging(self.uri, "the trial's params and config.yaml"):
+            self.client.log_batch(
+                self.run_id, params=[Param(k, _param_value(v)) for k, v in params.items()]
+            )
+            # config.yaml goes up first, so a trial stopped early still shows what it trained.
+            with tempfile.TemporaryDirectory() as folder:
+                Path(folder, "config.yaml").write_text(config_yaml)
+                self.client.log_artifact(self.run_id, str(Path(folder, "config.yaml")))
         self._last: dict[str, float] = {}
         self._step = 0
 
@@ -215,9 +250,10 @@ class TrialRecorder:
         now = int(time.time() * 1000)
         self._step = int(metrics.get("epoch", self._step + 1))
         values = {k: float(v) for k, v in metrics.items() if k != "epoch" and _is_number(v)}
-        self.client.log_batch(
-            self.run_id, metrics=[Metric(k, v, now, self._step) for k, v in values.items()]
-        )
+        with _logging(self.uri, f"epoch {self._step}'s metrics"):
+            self.client.log_batch(
+                self.run_id, metrics=[Metric(k, v, now, self._step) for k, v in values.items()]
+            )
         self._last = values
 
     def finish(self, result: Any) -> None:
@@ -230,19 +266,21 @@ class TrialRecorder:
             for k, v in (result.metrics or {}).items()
             if k not in ("epoch", "epochs") and _is_number(v) and self._last.get(k) != float(v)
         }
-        with tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as folder, _logging(self.uri, "the trial's results"):
             result.save_scores(Path(folder, "scores.npz"))
             Path(folder, "attention.json").write_text(json.dumps(result.attention, default=_plain))
             self.client.log_artifacts(self.run_id, folder)
-        self.client.log_batch(
-            self.run_id,
-            metrics=[Metric(k, v, now, self._step) for k, v in final.items()],
-            tags=[RunTag(STATUS, FINISHED), RunTag("avfusion.epochs_done", str(self._step))],
-        )
-        self.client.set_terminated(self.run_id, "FINISHED")
+            self.client.log_batch(
+                self.run_id,
+                metrics=[Metric(k, v, now, self._step) for k, v in final.items()],
+                tags=[RunTag(STATUS, FINISHED), RunTag("avfusion.epochs_done", str(self._step))],
+            )
+            self.client.set_terminated(self.run_id, "FINISHED")
 
     def fail(self, error: BaseException) -> None:
-        """Status ``failed`` with the error as a tag and its traceback as ``error.txt``."""
+        """Status ``failed`` with the error as a tag and its traceback as ``error.txt``. When the
+        server cannot take even that, the error goes on to Tune and the driver marks the run
+        FAILED with it once the server answers again (``mark_failed_if_running``)."""
         _, _, RunTag = _entities()
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         summary = f"{type(error).__name__}: {error}"[:_MAX_TAG]

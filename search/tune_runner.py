@@ -270,7 +270,7 @@ def _callbacks(config: SearchConfig, context: TrialContext, classes: list[str]):
             run_id = (trial.last_result or {}).get("mlflow_run_id")
             if run_id:
                 tracking.mark_failed_if_running(
-                    uri, run_id, f"trial {trial.trial_id} errored (worker lost)"
+                    uri, run_id, f"trial {trial.trial_id} errored: {failure_cause(trial)}"
                 )
 
     class ProgressCallback(Callback):

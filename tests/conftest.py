@@ -22,7 +22,11 @@ def require_tool(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    message = f"system tool {name!r} is not installed (.ci/run installs it)"
+    missing(f"system tool {name!r} is not installed (.ci/run installs it)")
+
+
+def missing(message: str) -> None:
+    """A system piece the test needs is absent: skip, or fail under CI=true."""
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)

@@ -1,27 +1,19 @@
 """Issue 12, "let no one in": the head's MLflow server as conf/cluster/*.yaml start it
-(conf/cluster/mlflow-server.sh, MLflow's basic-auth app), started for real on loopback: a smoke
+(conf/cluster/mlflow-server.sh, MLflow's basic-auth app; issue 17: on SQLite and on PostgreSQL),
+started for real on loopback: a smoke
 search and an ensemble run through it with MLFLOW_TRACKING_USERNAME/PASSWORD, and a client
 without (or with wrong) credentials is refused."""
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import os
-import secrets
-import signal
-import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from mlflow_server import SERVER, free_port, http_status, serve
 from test_search_support import REPO, cli_env, run_cli, search_args, write_tiny_stores
 
-SERVER = REPO / "conf" / "cluster" / "mlflow-server.sh"
 CLUSTERS = sorted((REPO / "conf" / "cluster").glob("*.yaml"))
 
 
@@ -29,7 +21,9 @@ CLUSTERS = sorted((REPO / "conf" / "cluster").glob("*.yaml"))
 def test_cluster_configs_start_mlflow_behind_auth_with_no_secret_in_the_repo(path: Path):
     config = yaml.safe_load(path.read_text())
     head = " ".join(config["head_start_ray_commands"])
-    assert "conf/cluster/mlflow-server.sh" in head and "mlflow server" not in head
+    assert "conf/cluster/start-head.sh" in head and "mlflow server" not in head
+    start_head = (REPO / "conf" / "cluster" / "start-head.sh").read_text()
+    assert "conf/cluster/mlflow-server.sh" in start_head and " postgres" in start_head
     assert "--app-name basic-auth" in SERVER.read_text()
     text = path.read_text().lower()
     assert "password=" not in text and "mlflow_tracking_password" not in text
@@ -37,29 +31,9 @@ def test_cluster_configs_start_mlflow_behind_auth_with_no_secret_in_the_repo(pat
     assert any(k.endswith(".mlflow/credentials") for k in mounts)  # every node's trials
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _status(url: str, user: str | None = None, password: str | None = None) -> int:
-    request = urllib.request.Request(url)
-    if user is not None:
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except (urllib.error.URLError, OSError):
-        return 0  # not listening (yet)
-
-
 def test_the_server_refuses_to_start_without_a_password(tmp_path: Path):
     done = subprocess.run(
-        [str(SERVER), str(tmp_path / "mlruns"), "127.0.0.1", str(_free_port())],
+        [str(SERVER), str(tmp_path / "mlruns"), "127.0.0.1", str(free_port())],
         env=cli_env({"AVFUSION_MLFLOW_SECRETS": str(tmp_path / "absent.env")}),
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -67,35 +41,16 @@ def test_the_server_refuses_to_start_without_a_password(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_a_search_and_an_ensemble_through_an_authenticated_server(tmp_path: Path):
-    password = secrets.token_urlsafe(16)
-    secrets_file = tmp_path / "mlflow-auth.env"
-    secrets_file.write_text(f"MLFLOW_AUTH_ADMIN_PASSWORD={password}\n")
-    secrets_file.chmod(0o600)
-    port = _free_port()
-    uri = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed in finally
-    server = subprocess.Popen(
-        [str(SERVER), str(tmp_path / "mlruns"), "127.0.0.1", str(port)],
-        env=cli_env({"AVFUSION_MLFLOW_SECRETS": str(secrets_file)}),
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 180
-        while _status(f"{uri}/health") != 200:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "mlflow server did not come up"
-            time.sleep(1)
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_search_and_an_ensemble_through_an_authenticated_server(tmp_path: Path, backend: str):
+    with serve(tmp_path / "server", backend) as server:
+        uri, password = server.uri, server.password
         api = f"{uri}/api/2.0/mlflow/experiments/search?max_results=5"
-        assert _status(api) == 401  # no credentials
-        assert _status(api, "admin", "wrong") == 401
-        assert _status(api, "admin", password) == 200
+        assert http_status(api) == 401  # no credentials
+        assert http_status(api, "admin", "wrong") == 401
+        assert http_status(api, "admin", password) == 200
 
-        creds = {
-            "MLFLOW_TRACKING_URI": uri,
-            "MLFLOW_TRACKING_USERNAME": "admin",
-            "MLFLOW_TRACKING_PASSWORD": password,
-        }
+        creds = server.credentials
         root = write_tiny_stores(tmp_path / "stores")
         search = run_cli(
             "search", search_args(root, tmp_path, "--num-cpus", "2"), tmp_path, 480, creds
@@ -117,8 +72,11 @@ def test_a_search_and_an_ensemble_through_an_authenticated_server(tmp_path: Path
         refused = run_cli("ensembling", [*args[:-1], str(other)], tmp_path, 120, stranger)
         assert refused.returncode == 2 and not other.exists(), refused.stderr[-2000:]
         assert len(refused.stderr.strip().splitlines()) == 1
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # the server and its workers, ours only
-            os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
-        log.close()
+        if backend == "postgres":  # the runs are in PostgreSQL (role mlflow, its password)
+            assert not (tmp_path / "server" / "mlruns" / "mlflow.db").exists()
+            import psycopg
+
+            dsn = f"host=127.0.0.1 port={server.env['AVFUSION_PG_PORT']} dbname=mlflow user=mlflow"
+            with psycopg.connect(dsn, password=server.pg_password) as db:
+                count = db.execute("SELECT count(*) FROM runs WHERE status = 'FINISHED'")
+                assert count.fetchone()[0] >= 2  # the search's parent run and its trials
