@@ -108,7 +108,7 @@ def test_a_search_survives_losing_a_worker_node(tmp_path: Path):
         assert len(finished) == NUM_TRIALS, [r.data.tags["avfusion.status"] for r in trials]
         for run in finished:
             artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-            assert {"scores.npz", "confusion_val.png", "attention.png"} <= artifacts, artifacts
+            assert {"scores.npz", "confusion_val.png", "attention_val.png"} <= artifacts, artifacts
         deleted = client.search_runs(
             [experiment.experiment_id], run_view_type=2, max_results=1000
         )  # the replaced attempts: ended FAILED, then deleted
