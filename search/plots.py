@@ -147,14 +147,23 @@ def ensure_plots(
             # A plotter was lost with its node: fresh ones draw whatever it left undrawn.
             _end(search, queue)
             queue = plot_queue(search, uri, classes)
-        client = tracking.client(uri)
-        missing = [
-            r for r in run_ids if not set(PLOTS) <= {a.path for a in client.list_artifacts(r)}
-        ]
+        missing = _missing(uri, run_ids)
         if missing:
-            ray.get([queue.plot(r) for r in missing], timeout=timeout)
+            try:
+                ray.get([queue.plot(r) for r in missing], timeout=timeout)
+            except ray.exceptions.RayActorError:
+                # A fresh plotter can land on a node that is dying too (its death not yet known
+                # to Ray): the driver draws what is still missing itself.
+                for run_id in _missing(uri, missing):
+                    draw_plots(uri, run_id, classes)
     finally:
         _end(search, queue)
+
+
+def _missing(uri: str, run_ids: list[str]) -> list[str]:
+    """The runs among ``run_ids`` that lack one of the PNGs."""
+    client = tracking.client(uri)
+    return [r for r in run_ids if not set(PLOTS) <= {a.path for a in client.list_artifacts(r)}]
 
 
 def _end(search: str, queue: PlotQueue) -> None:

@@ -327,18 +327,6 @@ def test_paired_bootstrap_needs_a_real_difference():
     assert paired_bootstrap_supports(better, hits)
 
 
-@pytest.mark.parametrize(
-    "path", sorted((REPO / "conf" / "cluster").glob("*.yaml")), ids=lambda p: p.stem
-)
-def test_cluster_configs_pass_ray_up_validation(path: Path):
-    import yaml
-    from ray.autoscaler._private.util import prepare_config, validate_config
-
-    config = prepare_config(yaml.safe_load(path.read_text()))
-    validate_config(config)
-    assert any("mlflow-server.sh" in command for command in config["head_start_ray_commands"])
-
-
 @pytest.mark.slow
 def test_mlflow_ui_shows_experiment_metric_chart_and_artifacts_in_chromium(smoke, tmp_path: Path):
     """As a person would: headless Chromium, driven over plain WebDriver HTTP calls, opens the
