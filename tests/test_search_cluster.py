@@ -107,16 +107,39 @@ def node_args(*, head: bool, gcs_port: int, temp_dir: Path, dashboard_port: int 
     return args
 
 
+def node_env() -> dict[str, str]:
+    """This shell's environment for the nodes and drivers of a test cluster: no outside Ray or
+    MLflow, no Ray token, this checkout and venv first."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env.update(
+        {"RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO), "PATH": f"{VENV_BIN}:{env['PATH']}"}
+    )
+    return env
+
+
+def start_two_nodes(procs: Processes, temp_dir: Path) -> tuple[int, str, subprocess.Popen, Path]:
+    """A head (waited for through its dashboard) and a worker joining it; returns the GCS port,
+    the dashboard URL and the worker's process and log."""
+    gcs_port, dashboard_port = free_port(), free_port()
+    head, head_log = procs.start(
+        "ray-head",
+        node_args(head=True, gcs_port=gcs_port, temp_dir=temp_dir, dashboard_port=dashboard_port),
+    )
+    dashboard = f"http://127.0.0.1:{dashboard_port}"
+    wait_http(f"{dashboard}/api/version", 120, head, head_log)
+    worker, worker_log = procs.start(
+        "ray-worker", node_args(head=False, gcs_port=gcs_port, temp_dir=temp_dir)
+    )
+    return gcs_port, dashboard, worker, worker_log
+
+
 @pytest.mark.slow
 def test_smoke_search_on_a_two_node_cluster_with_an_mlflow_server(tmp_path: Path):
     from mlflow.tracking import MlflowClient
 
     root = write_tiny_stores(tmp_path / "stores")
     temp_dir = Path("/tmp") / f"rayt{os.getpid()}"  # Ray's socket paths must stay short
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
-    env.update(
-        {"RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO), "PATH": f"{VENV_BIN}:{env['PATH']}"}
-    )
+    env = node_env()
     procs = Processes(tmp_path, env)
     try:
         mlflow_port = free_port()
@@ -130,21 +153,9 @@ def test_smoke_search_on_a_two_node_cluster_with_an_mlflow_server(tmp_path: Path
             ],
         )  # fmt: skip
         (tmp_path / "server").mkdir()
-        gcs_port = free_port()
-        dashboard_port = free_port()
-        head, head_log = procs.start(
-            "ray-head",
-            node_args(
-                head=True, gcs_port=gcs_port, temp_dir=temp_dir, dashboard_port=dashboard_port
-            ),
-        )
+        _, dashboard, worker, worker_log = start_two_nodes(procs, temp_dir)
         uri = f"http://127.0.0.1:{mlflow_port}"
         wait_http(f"{uri}/health", 120, mlflow, mlflow_log)
-        dashboard = f"http://127.0.0.1:{dashboard_port}"
-        wait_http(f"{dashboard}/api/version", 120, head, head_log)
-        worker, worker_log = procs.start(
-            "ray-worker", node_args(head=False, gcs_port=gcs_port, temp_dir=temp_dir)
-        )
         _wait_nodes(dashboard, 2, worker, worker_log)
 
         run_args = search_args(root, tmp_path)[1:]  # drop "run": search/run.py is the run command

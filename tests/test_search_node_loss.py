@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_search_cluster import VENV_BIN, Processes, free_port, node_args, wait_http
-from test_search_support import REPO, search_args, write_tiny_stores
+from test_search_cluster import Processes, node_env, start_two_nodes
+from test_search_support import search_args, write_tiny_stores
 
 from search import watchdog
 
@@ -51,24 +51,11 @@ def test_a_search_survives_losing_a_worker_node(tmp_path: Path):
 
     root = write_tiny_stores(tmp_path / "stores")
     temp_dir = Path("/tmp") / f"rayl{os.getpid()}"  # Ray's socket paths must stay short
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
-    env.update(
-        {"RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO), "PATH": f"{VENV_BIN}:{env['PATH']}"}
-    )
+    env = node_env()
     procs = Processes(tmp_path, env)
     db = tmp_path / "mlruns" / "mlflow.db"
     try:
-        gcs_port, dashboard_port = free_port(), free_port()
-        head, head_log = procs.start(
-            "ray-head",
-            node_args(
-                head=True, gcs_port=gcs_port, temp_dir=temp_dir, dashboard_port=dashboard_port
-            ),
-        )
-        wait_http(f"http://127.0.0.1:{dashboard_port}/api/version", 120, head, head_log)
-        worker, _ = procs.start(
-            "ray-worker", node_args(head=False, gcs_port=gcs_port, temp_dir=temp_dir)
-        )
+        gcs_port, _, worker, _ = start_two_nodes(procs, temp_dir)
         args = search_args(root, tmp_path)
         args += ["--set", f"budget.num_trials={NUM_TRIALS}", "--set", "budget.epochs=300"]
         args += ["--set", "budget.grace_period=300", "--set", "budget.max_failures=2"]
