@@ -30,6 +30,7 @@ import yaml
 from search import tracking
 from search.config import config_from_dict
 from search.errors import SearchError
+from search.plots import draw_plots
 from search.tune_runner import init_ray, load_stores, search_status
 from trainables.config import trial_label
 
@@ -90,6 +91,8 @@ def _retrain(
     except Exception as exc:
         recorder.fail(exc)
         raise
+    # The same PNGs as a search trial's; drawn here, in the task, since no plotter serves retrains.
+    draw_plots(context.uri, recorder.run_id, list(visual.classes))
     return float(result.metrics["val_acc"])
 
 

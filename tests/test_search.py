@@ -259,6 +259,9 @@ def test_confirm_retrains_the_best_with_fresh_seeds_and_the_report_ranks_by_the_
     targets = {r.data.tags["avfusion.confirms"] for r in confirms}
     assert len(targets) == 2 and targets <= {r.info.run_id for r in finished}
     assert {r.data.params["seed"] for r in confirms} == {"1001", "1002"}
+    for run in confirms:  # browsable like a trial: its plots are there too
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"scores.npz", "confusion_val.png", "attention_val.png"} <= artifacts
     assert "mean" in result.stdout and len(result.stdout.strip().splitlines()) == 4
     report = run_cli("search", ["report", "demo", "--tracking-uri", uri], work)
     assert report.returncode == 0, report.stderr[-3000:]
