@@ -6,6 +6,7 @@ other packages and needs neither torch nor ray. CLI: ``python -m ensembling --he
 
 from __future__ import annotations
 
+from avcore.afew import CLASSES
 from ensembling.build import Ensemble, Recipe, build, fit
 from ensembling.class_weights import PRESETS, ClassWeightSpec, register, resolve
 from ensembling.errors import (
@@ -23,7 +24,6 @@ from ensembling.greedy import (
     cross_validate,
     select,
 )
-from ensembling.metrics import CLASSES
 from ensembling.sources import Candidate, ScoreSet, align, from_dirs, from_mlflow, load_scores
 
 __all__ = [

@@ -13,7 +13,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ensembling.class_weights import AFEW_TRAIN_COUNTS, WeightContext, resolve
+from avcore.afew import CLASSES, TRAIN_COUNTS
+from avcore.metrics import per_class_recall, score
+from ensembling.class_weights import WeightContext, resolve
 from ensembling.errors import EnsembleError
 from ensembling.greedy import (
     CrossValidated,
@@ -24,7 +26,6 @@ from ensembling.greedy import (
     evaluate,
     select,
 )
-from ensembling.metrics import CLASSES, per_class_recall, score
 from ensembling.sources import ScoreSet
 
 
@@ -37,7 +38,7 @@ class Recipe(BaseModel):
     init_top: int = Field(0, ge=0, description="start from the best N candidates, once each")
     objective: Literal["acc", "uar"] = Field("acc", description="what selection maximises")
     class_weights: str = Field("none", description="a preset name or 7 comma-separated numbers")
-    train_counts: tuple[int, ...] = Field(AFEW_TRAIN_COUNTS, description="train clips per class")
+    train_counts: tuple[int, ...] = Field(TRAIN_COUNTS, description="train clips per class")
     bags: int = Field(0, ge=0, description="bagged selection over this many bags; 0 = plain")
     bag_fraction: float = Field(0.5, gt=0, le=1, description="share of candidates in each bag")
     folds: int = Field(5, ge=2, description="folds of the cross-validated estimate")

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from avcore.afew import CLASSES, TRAIN_COUNTS
+from avcore.metrics import score
 from ensembling.errors import ClassWeightError
-from ensembling.metrics import CLASSES, score
 
 # The paper's submission vector (Table 4 text), Angry..Surprise.
 EMOTIW2019 = (0.15, 0.097, 0.129, 0.185, 0.138, 0.082, 0.215)
-# AFEW train clips per class, Angry..Surprise.
-AFEW_TRAIN_COUNTS = (133, 74, 81, 150, 144, 117, 74)
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class WeightContext:
     """What a preset may look at: train class counts and, for fitting, one ensemble's validation
     probabilities [clips, classes] with their labels and the objective to improve."""
 
-    train_counts: tuple[int, ...] = AFEW_TRAIN_COUNTS
+    train_counts: tuple[int, ...] = TRAIN_COUNTS
     val_probs: np.ndarray | None = None
     labels: np.ndarray | None = None
     objective: str = "acc"

@@ -6,36 +6,23 @@
     python -m ensembling show ens
     python -m ensembling compare --experiment my-search --spec conf/ensemble/table4.yaml
 
-The frame (a table of sub-commands, user errors as one line with exit status 2, ``--debug`` for the
-traceback) is a small copy of ``feature_store.cli``: ensembling must not import our other packages.
-MLflow and matplotlib are imported only by the commands that need them, so ``--help`` is quick.
+The frame (sub-commands, user errors as one line with exit status 2, ``--debug`` for the traceback)
+is ``avcore.cli``. MLflow and matplotlib are imported only by the commands that need them, so ``--help`` is quick.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import ValidationError
-
-import guards
+from avcore import guards
+from avcore.cli import Command, run_cli
 from ensembling.errors import EnsembleError
 
 PROG = "python -m ensembling"
-
-
-@dataclass(frozen=True)
-class Command:
-    """One sub-command: its help line, how it adds its arguments, and what runs it."""
-
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int | None]
 
 
 def _build_arguments(parser: argparse.ArgumentParser) -> None:
@@ -308,33 +295,4 @@ COMMANDS: dict[str, Command] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, command in COMMANDS.items():
-        sub_parser = sub.add_parser(name, help=command.help, description=command.help)
-        sub_parser.add_argument(
-            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-        )
-        command.add_arguments(sub_parser)
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    try:
-        return int(COMMANDS[args.command].run(args) or 0)
-    except (EnsembleError, ValidationError, guards.GuardError) as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"{PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, ValidationError):
-        error = exc.errors()[0]
-        return f"{'.'.join(map(str, error['loc']))}: {error['msg']}"
-    return str(exc)
+    return run_cli(PROG, __doc__.split("\n\n")[0], COMMANDS, argv)

@@ -28,12 +28,14 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-import guards
+from avcore import guards
+from avcore.afew import TRAIN_COUNTS
+from avcore.metrics import score
+from avcore.parsing import pydantic_line
 from ensembling.build import Recipe, fit
-from ensembling.class_weights import AFEW_TRAIN_COUNTS, WeightContext, resolve
+from ensembling.class_weights import WeightContext, resolve
 from ensembling.errors import EnsembleError
 from ensembling.greedy import combine, cross_validate
-from ensembling.metrics import score
 from ensembling.sources import ScoreSet
 
 SUMMARY_FILE = "compare.json"  # what marks a folder as a comparison we wrote (for --force)
@@ -107,9 +109,7 @@ def load_spec(path: str | os.PathLike[str]) -> CompareSpec:
     try:
         return CompareSpec.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(map(str, error["loc"])) or "(top level)"
-        raise EnsembleError(f"{path}: {key}: {error['msg']}") from None
+        raise EnsembleError(pydantic_line(exc, str(path))) from None
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def _procedure(spec: EnsembleSpec, scores: ScoreSet, class_weights: str) -> Proc
 
     def with_class_weights(val, labels, weights):
         ensemble = combine(val, weights)
-        context = WeightContext(train_counts=AFEW_TRAIN_COUNTS, val_probs=ensemble, labels=labels)
+        context = WeightContext(train_counts=TRAIN_COUNTS, val_probs=ensemble, labels=labels)
         return weights, weight_spec.vector(context)
 
     if spec.greedy is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from avcore.errors import UserError
 
-class EnsembleError(Exception):
+
+class EnsembleError(UserError):
     """Base of every error a user can cause: bad scores, bad class weights, bad tracking setup."""
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ensembling.metrics import check_objective, score
+from avcore.metrics import check_objective, score
 
 # Objectives of different ensembles that differ by less than this are ties (UAR is a float mean).
 _TIE = 1e-12

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import guards
+from avcore import guards
+from avcore.afew import CLASSES
+from avcore.metrics import confusion
 from ensembling.build import Ensemble
 from ensembling.errors import OutputError
-from ensembling.metrics import CLASSES, confusion
 
 FORMAT = "avfusion-ensemble"
 VERSION = 1

@@ -11,7 +11,6 @@ A file that is missing, malformed, holds NaN/Inf or lists different clips is nam
 from __future__ import annotations
 
 import tempfile
-import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,15 +19,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
+from avcore import results
+from avcore.results import (
+    CONFIRM,
+    CONFIRMS,
+    FINISHED,
+    KIND,
+    REFIT,
+    REFITS,
+    SCORES_FILE,
+    STATUS,
+    STOPPED_EARLY,
+)
 from ensembling.errors import ScoresError, TrackingError
-from ensembling.metrics import CLASSES
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-
-SCORES_FILE = "scores.npz"
-SCORE_KEYS = ("clip_ids_val", "val", "labels_val", "clip_ids_test", "test")
-FINISHED = "finished"
 
 
 @dataclass(frozen=True)
@@ -58,53 +64,7 @@ class ScoreSet:
 
 def load_scores(path: Path, name: str) -> dict[str, np.ndarray]:
     """Read and check one ``scores.npz``; ``name`` is how errors call its owner."""
-    if not path.is_file():
-        raise ScoresError(f"{name}: no {SCORES_FILE} at {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [key for key in SCORE_KEYS if key not in npz.files]
-            if missing:
-                raise ScoresError(
-                    f"{name}: {path} lacks key {missing[0]!r} (needs {', '.join(SCORE_KEYS)})"
-                )
-            arrays = {key: npz[key] for key in SCORE_KEYS}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise ScoresError(f"{name}: cannot read {path}: {exc}") from None
-    for split in ("val", "test"):
-        ids, probs = arrays[f"clip_ids_{split}"], arrays[split]
-        if probs.ndim != 2 or probs.shape[1] != len(CLASSES) or ids.shape != (probs.shape[0],):
-            raise ScoresError(
-                f"{name}: {path} key {split!r} must be [{ids.shape[0]}, {len(CLASSES)}] "
-                f"to match clip_ids_{split}, got {list(probs.shape)}"
-            )
-        if ids.dtype.kind not in "US":
-            raise ScoresError(f"{name}: {path} key 'clip_ids_{split}' must hold strings")
-        ids = ids.astype(str)
-        bad = ~np.isfinite(probs).all(axis=1) | (probs < 0).any(axis=1)
-        if bad.any():
-            raise ScoresError(
-                f"{name}: {path} has NaN, Inf or negative scores for clip {str(ids[bad][0])!r}"
-            )
-        unique, counts = np.unique(ids, return_counts=True)
-        if (counts > 1).any():
-            raise ScoresError(
-                f"{name}: {path} lists clip {str(unique[counts > 1][0])!r} twice in {split}"
-            )
-        arrays[f"clip_ids_{split}"] = ids
-        arrays[split] = probs.astype(np.float32)
-    labels = arrays["labels_val"]
-    if labels.shape != arrays["clip_ids_val"].shape or labels.dtype.kind not in "iu":
-        raise ScoresError(
-            f"{name}: {path} key 'labels_val' must be integers, one per validation clip"
-        )
-    out_of_range = (labels < 0) | (labels >= len(CLASSES))
-    if out_of_range.any():
-        raise ScoresError(
-            f"{name}: {path} clip {str(arrays['clip_ids_val'][out_of_range][0])!r} has label "
-            f"{labels[out_of_range][0]}, expected 0..{len(CLASSES) - 1}"
-        )
-    arrays["labels_val"] = labels.astype(np.int64)
-    return arrays
+    return results.read_scores(path, name, error=ScoresError)
 
 
 def _order(
@@ -219,12 +179,12 @@ def from_mlflow(
         experiment_id = found.experiment_id
         trials = _search_all(client, experiment_id, filter_string)
         if with_confirms or rank_by_seed_mean:
-            confirms = _search_all(client, experiment_id, filter_string, kind="confirm")
-            confirms = [r for r in confirms if r.data.tags.get("avfusion.status") == FINISHED]
-        admitted = {FINISHED, "stopped_early"} if include_stopped else {FINISHED}
-        statuses = Counter(run.data.tags.get("avfusion.status", "no status") for run in trials)
+            confirms = _search_all(client, experiment_id, filter_string, kind=CONFIRM)
+            confirms = [r for r in confirms if r.data.tags.get(STATUS) == FINISHED]
+        admitted = {FINISHED, STOPPED_EARLY} if include_stopped else {FINISHED}
+        statuses = Counter(run.data.tags.get(STATUS, "no status") for run in trials)
         skipped = {status: n for status, n in sorted(statuses.items()) if status not in admitted}
-        eligible = [run for run in trials if run.data.tags.get("avfusion.status") in admitted]
+        eligible = [run for run in trials if run.data.tags.get(STATUS) in admitted]
         if not eligible:
             where = f" matching {filter_string!r}" if filter_string else ""
             left_out = (
@@ -256,7 +216,7 @@ def from_mlflow(
             try:
                 local = client.download_artifacts(run_id, SCORES_FILE, str(Path(tmp) / run_id))
             except (MlflowException, OSError) as exc:
-                status = run.data.tags.get("avfusion.status", "no status")
+                status = run.data.tags.get(STATUS, "no status")
                 raise ScoresError(
                     f"run {run_id} ({status}): no {SCORES_FILE} artifact ({_first_line(exc)})"
                 ) from None
@@ -282,8 +242,8 @@ def refit_test_scores(
                 raise ScoresError(f"--refit needs MLflow trial runs; {candidate.name} is a folder")
             found = client.search_runs(
                 [scores.experiment_id],
-                f"tags.`avfusion.kind` = 'refit' AND tags.`avfusion.refits` = '{candidate.run_id}' "
-                f"AND tags.`avfusion.status` = '{FINISHED}'",
+                f"tags.`{KIND}` = '{REFIT}' AND tags.`{REFITS}` = '{candidate.run_id}' "
+                f"AND tags.`{STATUS}` = '{FINISHED}'",
                 order_by=["attributes.start_time DESC"],
                 max_results=1,
             )
@@ -314,17 +274,17 @@ def _seed_means(runs: list, confirms: list) -> dict[str, float]:
     the confirm seeds (a confirm run counts for the trial it confirms)."""
     values: dict[str, list[float]] = {}
     for run in runs:
-        if run.data.tags.get("avfusion.kind") != "confirm":
+        if run.data.tags.get(KIND) != CONFIRM:
             values.setdefault(run.info.run_id, []).append(run.data.metrics["val_acc"])
     for run in confirms:
-        trial = run.data.tags.get("avfusion.confirms")
+        trial = run.data.tags.get(CONFIRMS)
         if trial in values and "val_acc" in run.data.metrics:
             values[trial].append(run.data.metrics["val_acc"])
     means = {trial: float(np.mean(v)) for trial, v in values.items()}
     for run in runs:
         if run.info.run_id not in means:  # a confirm run ranks with its trial
             means[run.info.run_id] = means.get(
-                run.data.tags.get("avfusion.confirms"), run.data.metrics["val_acc"]
+                run.data.tags.get(CONFIRMS), run.data.metrics["val_acc"]
             )
     return means
 
@@ -334,9 +294,7 @@ def _search_all(
 ) -> list:
     from mlflow.exceptions import MlflowException
 
-    query = f"tags.`avfusion.kind` = '{kind}'" + (
-        f" AND {filter_string}" if filter_string.strip() else ""
-    )
+    query = f"tags.`{KIND}` = '{kind}'" + (f" AND {filter_string}" if filter_string.strip() else "")
     runs, token = [], None
     while True:
         try:

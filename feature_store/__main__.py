@@ -6,8 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from avcore.cli import Command, run_cli
 from feature_store import inspect as inspect_mod
-from feature_store.cli import Command, run_cli
 from feature_store.store import open_store
 
 

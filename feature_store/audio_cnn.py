@@ -31,9 +31,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from avcore.afew import CLASSES
 from feature_store.devices import resolve_device
 from feature_store.errors import StoreError
-from feature_store.store import CLASSES
 from feature_store.tracking import start_mlflow
 from feature_store.weights import WeightsError, read_checkpoint
 

@@ -36,9 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avcore.registry import Registry
+from feature_store.errors import StoreError
 from feature_store.nets import VGG16, EvolveIR, IResNet, ResNet18, vgg_face_dag_name
 from feature_store.recipe import BackboneSpec, PreprocessSpec
-from feature_store.registry import Registry
 from feature_store.weights import Checkpoint, WeightsError, read_checkpoint, strip_prefixes
 
 __all__ = ["BACKBONES", "Backbone", "WeightsError", "make_backbone", "strip_prefixes"]
@@ -122,7 +123,7 @@ class TorchBackbone(Backbone):
 
 
 BackboneFactory = Callable[[BackboneSpec, torch.device], Backbone]
-BACKBONES: Registry[BackboneFactory] = Registry("backbone")
+BACKBONES: Registry[BackboneFactory] = Registry("backbone", error=StoreError)
 register_backbone = BACKBONES.register
 
 

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from avcore.registry import Registry
 from feature_store.backbones import Backbone
-from feature_store.registry import Registry
+from feature_store.errors import StoreError
 
 ROTATIONS = (-2.0, 0.0, 2.0)
 SCALES = (1.0, 1.03, 1.07)
@@ -204,7 +205,7 @@ class ARMean(Enhancement):
         return torch.cat([copies.mean(dim=1) for copies in features], dim=1)
 
 
-ENHANCEMENTS: Registry[Callable[[], Enhancement]] = Registry("enhancement")
+ENHANCEMENTS: Registry[Callable[[], Enhancement]] = Registry("enhancement", error=StoreError)
 register_enhancement = ENHANCEMENTS.register
 
 

@@ -6,8 +6,10 @@ is a ``StoreError``: the CLI prints its message as one line and exits with statu
 
 from __future__ import annotations
 
+from avcore.errors import UserError
 
-class StoreError(Exception):
+
+class StoreError(UserError):
     """A problem with user input that the CLI reports as one clear line."""
 
 

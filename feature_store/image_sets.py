@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from avcore.afew import CLASSES
 from feature_store.errors import StoreError
-from feature_store.store import CLASSES
 
 _INDEX = {name.lower(): index for index, name in enumerate(CLASSES)}
 FERPLUS_FOLDERS = {"FER2013Train": "train", "FER2013Valid": "val", "FER2013Test": "test"}

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-import guards
+from avcore import guards
+from avcore.afew import CLASSES
 from feature_store.errors import StoreError
-from feature_store.store import CLASSES, SPLITS
+from feature_store.store import SPLITS
 
 COLUMNS: tuple[str, ...] = ("clip_id", "path", "split", "label")
 _CLASS_INDEX = {name.lower(): index for index, name in enumerate(CLASSES)}

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from avcore.afew import CLASSES
 from feature_store.backbones import Backbone, make_backbone
 from feature_store.errors import StoreError
 from feature_store.recipe import load_recipe
-from feature_store.store import CLASSES
 from feature_store.weights import read_checkpoint
 
 

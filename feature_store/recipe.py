@@ -23,7 +23,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-import guards
+from avcore import guards
+from avcore.parsing import pydantic_line
 from feature_store.errors import StoreError
 from feature_store.store import MODALITIES
 
@@ -91,7 +92,7 @@ def parse_recipe(data: Any, source: str = "<recipe>", *, name: str | None = None
         raise RecipeError(f"{source}: missing key 'modality' ({' or '.join(MODALITIES)})")
     if modality not in MODALITIES:
         raise RecipeError(
-            f"{source}: key 'modality': expected one of {', '.join(MODALITIES)}, got {modality!r}"
+            f"{source}: modality: expected one of {', '.join(MODALITIES)}, got {modality!r}"
         )
     if modality not in RECIPES:
         import_modality(modality)
@@ -103,7 +104,7 @@ def parse_recipe(data: Any, source: str = "<recipe>", *, name: str | None = None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise RecipeError(_one_line(source, exc)) from None
+        raise RecipeError(pydantic_line(exc, source)) from None
 
 
 def load_recipe(path: str | os.PathLike[str]) -> RecipeBase:
@@ -114,16 +115,6 @@ def load_recipe(path: str | os.PathLike[str]) -> RecipeBase:
     except guards.GuardError as exc:
         raise RecipeError(str(exc)) from None
     return parse_recipe(data, str(path), name=path.stem)
-
-
-def _one_line(source: str, exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    message = first["msg"]
-    if first["type"] == "extra_forbidden":
-        message = "unknown key"
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{source}: key {key!r}: {message}{more}"
 
 
 # -- the visual recipe ------------------------------------------------------------------------

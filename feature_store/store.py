@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-import guards
+from avcore import guards
+from avcore.afew import CLASSES
 from feature_store.errors import (
     CorruptStoreError,
     NotAStoreError,
@@ -35,7 +36,6 @@ from feature_store.errors import (
 
 FORMAT = "avfusion-store"
 VERSION = 1
-CLASSES: tuple[str, ...] = ("Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 MODALITIES: tuple[str, ...] = ("visual", "audio")
 FEATURES_FILE = "features.npy"

@@ -45,11 +45,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from avcore.afew import CLASSES, TRAIN_COUNTS
 from feature_store.errors import StoreError, StoreExistsError
-from feature_store.store import CLASSES, META_FILE, SPLITS, StoreWriter
+from feature_store.store import META_FILE, SPLITS, StoreWriter
 
 AFEW_SPLIT_SIZES = {"train": 773, "val": 383, "test": 653}
-AFEW_TRAIN_COUNTS = (133, 74, 81, 150, 144, 117, 74)
 SIGNS = (1.0, -1.0)
 
 
@@ -142,7 +142,7 @@ class Latents:
 
 def split_labels(generator: Generator, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Splits and labels: AFEW's split sizes times ``scale``, AFEW's train class proportions."""
-    proportions = np.asarray(AFEW_TRAIN_COUNTS, float) / sum(AFEW_TRAIN_COUNTS)
+    proportions = np.asarray(TRAIN_COUNTS, float) / sum(TRAIN_COUNTS)
     splits, labels = [], []
     for split in SPLITS:
         size = max(len(CLASSES), int(round(AFEW_SPLIT_SIZES[split] * generator.scale)))
@@ -292,7 +292,7 @@ def clip_log_likelihoods(
 
 
 def class_prior() -> np.ndarray:
-    counts = np.asarray(AFEW_TRAIN_COUNTS, float)
+    counts = np.asarray(TRAIN_COUNTS, float)
     return counts / counts.sum()
 
 

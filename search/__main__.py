@@ -14,9 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from feature_store.cli import Command, run_cli
-from search.errors import SearchError
-from trainables.errors import TrainablesError
+from avcore.cli import Command, run_cli
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -219,7 +217,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         __doc__.strip().splitlines()[0],
         COMMANDS,
         argv,
-        user_errors=(SearchError, TrainablesError),
     )
 
 

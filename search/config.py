@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-import guards
+from avcore import guards
+from avcore.parsing import parse_key_value, pydantic_line
+from avcore.tracking import DEFAULT_URI
 from search.errors import SearchConfigError
 
 # Trial fields the search sets itself: epochs comes from the budget, the seed from the search seed.
@@ -132,7 +132,7 @@ class ResourcesConfig(_Strict):
 class TrackingConfig(_Strict):
     """Where MLflow records the search (``MLFLOW_TRACKING_URI`` overrides ``uri``)."""
 
-    uri: str = Field("sqlite:///mlruns/mlflow.db", description="MLflow tracking URI")
+    uri: str = Field(DEFAULT_URI, description="MLflow tracking URI")
     experiment: str | None = Field(None, description="experiment name; defaults to the search name")
 
 
@@ -199,13 +199,10 @@ def apply_overrides(
 
 
 def _split(override: str) -> tuple[str, Any]:
-    key, sep, text = override.partition("=")
-    if not sep or not key:
-        raise SearchConfigError(f"--set {override!r}: expected key=value")
     try:
-        return key.strip(), yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SearchConfigError(f"--set {override!r}: value is not YAML ({exc})") from None
+        return parse_key_value(override)
+    except ValueError as exc:
+        raise SearchConfigError(str(exc)) from None
 
 
 def load_search_config(
@@ -235,16 +232,7 @@ def config_from_dict(
     try:
         config = SearchConfig.model_validate(raw)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        # Drop pydantic's validator and union-branch names from the location.
-        parts = [str(p) for p in error["loc"] if not re.search(r"[\[\]]|^Range$", str(p))]
-        where = ".".join(parts) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif error["type"] == "missing":
-            message = "required key is missing"
-        raise SearchConfigError(f"{source}: {where}: {message}") from None
+        raise SearchConfigError(pydantic_line(exc, source)) from None
     check_trial_fields(config, source)
     if check_stores:
         check_store_paths(config, source)
@@ -288,11 +276,8 @@ def _check_trial(trial_class: type, values: dict[str, Any], source: str, where: 
     try:
         trial_class.model_validate(values)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(p) for p in error["loc"])
         raise SearchConfigError(
-            f"{source}: {where}: trial field {field}={error.get('input')!r}: "
-            + error["msg"].removeprefix("Value error, ")
+            pydantic_line(exc, f"{source}: {where}: trial field", show_input=True)
         ) from None
     except ValueError as exc:  # the trial's own checks (unknown attention kind, ...)
         raise SearchConfigError(f"{source}: {where}: {exc}") from None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from avcore.errors import UserError
 
-class SearchError(Exception):
+
+class SearchError(UserError):
     """A problem the user can fix: bad config, missing stores, unreachable tracking server, ..."""
 
 

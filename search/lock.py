@@ -19,7 +19,7 @@ import socket
 import time
 from pathlib import Path
 
-import guards
+from avcore import guards
 from search.errors import SearchError
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from avcore.results import CONFIRM, CONFIRMS, REFIT, REFITS, SEED
 from search import tracking
 from search.config import config_from_dict
 from search.errors import SearchError
@@ -34,8 +35,6 @@ from search.plots import draw_plots
 from search.tune_runner import init_ray, load_stores, search_status
 from trainables.config import trial_label
 
-CONFIRM, REFIT = "confirm", "refit"
-CONFIRMS, REFITS = "avfusion.confirms", "avfusion.refits"
 SEED_OFFSET = 1000  # confirm seeds: 1001, 1002, ... never a search's own seed
 
 
@@ -80,7 +79,7 @@ def _retrain(
         trial_id=f"{of_run[:8]}-{kind}-{config.seed}",
         run_name=f"{config.label(*features)} {kind} {what}",
         params={**config.model_dump(), "visual_feature": features[0], "audio_feature": features[1]},
-        tags={link: of_run, "avfusion.seed": str(config.seed)},
+        tags={link: of_run, SEED: str(config.seed)},
         config_yaml=yaml.safe_dump(config.model_dump(), sort_keys=False),
         kind=kind,
     )

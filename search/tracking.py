@@ -24,66 +24,32 @@ import subprocess
 import tempfile
 import time
 import traceback
-import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from avcore import tracking as where
+from avcore.results import (
+    DRIVER,
+    FAILED,
+    FINISHED,
+    INTERRUPTED,
+    KIND,
+    PARENT,
+    RUNNING,
+    SEARCH,
+    STATUS,
+    STOPPED_EARLY,
+    TRIAL_ID,
+)
 from search.errors import TrackingError
 
-KIND, STATUS, SEARCH, TRIAL_ID = (
-    "avfusion.kind",
-    "avfusion.status",
-    "avfusion.search",
-    "avfusion.trial_id",
-)
-PARENT = "mlflow.parentRunId"
-DRIVER = "avfusion.driver"  # on the parent run: "pid N on HOST since TIME" of the driver
-FINISHED, STOPPED_EARLY, FAILED, RUNNING = "finished", "stopped_early", "failed", "running"
-INTERRUPTED = "interrupted"  # a search, or its trials, stopped by Ctrl+C: `resume` goes on
-EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "val_uar")
 _MAX_TAG = 5000
 
 
 # -- where MLflow lives -------------------------------------------------------------------------
-def resolve_tracking_uri(uri: str) -> str:
-    """An absolute URI: Ray runs trials in other working directories, so relative SQLite or file
-    paths would point elsewhere there."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        path = Path(uri[len("sqlite:///") :]).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{path}"
-    if "://" not in uri:
-        return Path(uri).resolve().as_uri()
-    return uri
-
-
-def artifact_root(uri: str) -> str | None:
-    """The embedded default keeps artifacts beside the SQLite file (``mlruns/artifacts``); a
-    tracking server chooses its own (``mlflow-artifacts:/`` with ``--serve-artifacts``)."""
-    if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///") :]).parent / "artifacts").resolve().as_uri()
-    return None
-
-
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail before any trial starts when an HTTP tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
-            if response.status != 200:
-                raise TrackingError(
-                    f"MLflow tracking server {uri} answered {response.status} on /health"
-                )
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TrackingError(f"MLflow tracking server {uri} does not answer ({reason})") from None
-
-
 # How long a trial rides out a slow or restarting tracking server (MLflow's client retries every
 # HTTP call with exponential backoff, connection refused and 5xx included): 6 retries at factor 1
 # wait 0+2+4+8+16+32 s, about a minute, each try given 60 s to answer. MLflow's own default (7
@@ -145,7 +111,7 @@ def ensure_experiment(uri: str, name: str) -> str:
         if experiment is None:
             try:
                 experiment_id = mlflow_client.create_experiment(
-                    name, artifact_location=artifact_root(uri)
+                    name, artifact_location=where.artifact_root(uri)
                 )
             except MlflowException:  # created meanwhile by another driver
                 experiment = mlflow_client.get_experiment_by_name(name)

@@ -30,10 +30,11 @@ from typing import Any
 import yaml
 
 import feature_store
+from avcore import tracking as where
 from feature_store.store import Store
 from search import plots, tracking, watchdog
 from search.config import SearchConfig, config_from_dict
-from search.errors import ClusterError, SearchError
+from search.errors import ClusterError, SearchError, TrackingError
 from search.lock import SearchLock
 from search.space import SpaceSampler, trial_defaults
 from search.trial import TrialContext, run_trial
@@ -398,8 +399,7 @@ def _read_text(uri: str) -> str | None:
 
 def _prepare(config: SearchConfig, num_cpus: int | None):
     """Everything that can fail before a trial: tracking, stores, Ray, resources, experiment."""
-    uri = tracking.resolve_tracking_uri(config.tracking_uri)
-    tracking.check_reachable(uri)
+    uri = where.open_uri(config.tracking_uri, error=TrackingError)
     stores = load_stores(config)
     init_ray(num_cpus)
     check_resources(config)
@@ -692,10 +692,7 @@ def _finish(
 
 def search_status(name: str, *, tracking_uri: str | None = None) -> SearchOutcome:
     """The leaderboard of the latest search ``name`` recorded in MLflow (no Ray needed)."""
-    uri = tracking.resolve_tracking_uri(
-        tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns/mlflow.db"
-    )
-    tracking.check_reachable(uri)
+    uri = where.open_uri(tracking_uri, error=TrackingError)
     with tracking.one_line_errors(uri):
         return _status(name, uri)
 

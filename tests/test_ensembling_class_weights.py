@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from avcore.metrics import score
 from ensembling.class_weights import (
-    AFEW_TRAIN_COUNTS,
     EMOTIW2019,
     PRESETS,
+    TRAIN_COUNTS,
     WeightContext,
     check_vector,
     fit,
     resolve,
 )
 from ensembling.errors import ClassWeightError
-from ensembling.metrics import score
 
 K = 7
 
@@ -42,7 +42,7 @@ def test_every_preset_gives_a_valid_vector(name):
 
 def test_presets_hold_the_papers_numbers():
     np.testing.assert_allclose(resolve("emotiw2019").vector(), EMOTIW2019)
-    roots = np.sqrt(AFEW_TRAIN_COUNTS)
+    roots = np.sqrt(TRAIN_COUNTS)
     np.testing.assert_allclose(resolve("sqrt-prior").vector(), roots / roots.sum())
     custom = resolve("sqrt-prior").vector(WeightContext(train_counts=(1, 4, 9, 16, 25, 36, 49)))
     np.testing.assert_allclose(custom, np.arange(1, 8) / 28)

@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from avcore import tracking as where
+from avcore.afew import CLASSES
 from ensembling import sources, tracking
 from ensembling.cli import main
 from ensembling.errors import ScoresError, TrackingError
-from ensembling.metrics import CLASSES
 
 K = 7
 N_VAL, N_TEST = 40, 6
@@ -149,12 +150,16 @@ def test_missing_database_and_silent_server_fail_fast(tmp_path, monkeypatch):
     assert time.monotonic() - started < 10
 
 
-def test_uri_precedence(monkeypatch):
+def test_uri_precedence(monkeypatch, tmp_path):
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else the default; local paths made absolute."""
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
-    assert tracking.resolve_uri("sqlite:///given.db") == "sqlite:///given.db"
-    assert tracking.resolve_uri(None) == "sqlite:///elsewhere.db"
+    assert where.resolve_uri("sqlite:///given.db") == f"sqlite:///{tmp_path}/given.db"
+    assert where.resolve_uri(None) == f"sqlite:///{tmp_path}/elsewhere.db"
+    assert where.resolve_uri("http://h:5000") == "http://h:5000"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert tracking.resolve_uri(None) == tracking.DEFAULT_URI == "sqlite:///mlruns/mlflow.db"
+    assert where.DEFAULT_URI == "sqlite:///mlruns/mlflow.db"
+    assert where.resolve_uri(None) == f"sqlite:///{tmp_path}/mlruns/mlflow.db"
 
 
 def test_build_from_an_experiment_end_to_end(search, tmp_path, capsys):

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import feature_store
-import guards
+from avcore import guards
 from ensembling.cli import main as ensembling_main
 from feature_store.__main__ import main as feature_store_main
 from feature_store.manifest import ManifestError, read_manifest

@@ -58,7 +58,10 @@ def test_every_shipped_config_loads_and_samples_with_its_conditionals(path: Path
         ("budget.bogus=1", "budget.bogus: unknown key"),
         ("space.lr={low: 0, high: 1, log: true}", "space.lr: a log range needs low > 0"),
         ("space.fusion=[fbp, nope]", "unknown fusion 'nope'"),
-        ("space.fbp_out={low: 0, high: 8}", "space.fbp_out: trial field fbp_out=0"),
+        (
+            "space.fbp_out={low: 0, high: 8}",
+            "space.fbp_out: trial field: fbp_out: Input should be greater than or equal to 1 (got 0)",
+        ),
         ("space.epochs=[1, 2]", "space.epochs: set by the search (budget.epochs)"),
         ("budget.grace_period=99", "grace_period (99) exceeds epochs"),
         ("resources.gpu=1.5", "gpu above 1 must be a whole number"),

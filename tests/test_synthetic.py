@@ -41,7 +41,7 @@ def test_afew_shape_at_full_scale():
     sizes = {split: int((latents.splits == split).sum()) for split in ("train", "val", "test")}
     assert sizes == {"train": 773, "val": 383, "test": 653}
     train_counts = np.bincount(latents.labels[latents.splits == "train"], minlength=7)
-    assert tuple(train_counts) == S.AFEW_TRAIN_COUNTS
+    assert tuple(train_counts) == S.TRAIN_COUNTS
     assert latents.frames.min() == 0 and latents.frames.max() == S.Generator.max_frames
     assert set(np.unique(latents.audio_vectors)) <= {8, 16, 24, 32}
 

@@ -192,10 +192,12 @@ def test_config_errors_name_file_and_key(tmp_path):
     with pytest.raises(ConfigError, match=rf"{path}: unknown key 'learning_rate'"):
         load_trial_config(path)
     path.write_text("dropout: 1.5\n")
-    with pytest.raises(ConfigError, match=rf"{path}: key 'dropout'"):
+    with pytest.raises(
+        ConfigError, match=rf"{path}: dropout: Input should be less than 1 \(got 1.5\)"
+    ):
         load_trial_config(path)
     with pytest.raises(
-        ConfigError, match=r"--set visual_attention=lstm: key 'visual_attention': unknown attention"
+        ConfigError, match=r"--set visual_attention=lstm: visual_attention: unknown attention"
     ):
         load_trial_config(None, ["visual_attention=lstm"])
     with pytest.raises(ConfigError, match="expected key=value"):
@@ -245,7 +247,7 @@ def test_fit_cli_writes_scores_config_and_plots(stores, tmp_path, capsys):
 
 def test_fit_cli_user_errors_exit_2(stores, capsys):
     assert main(["fit", "--visual", str(stores.visual.path), "--set", "lr=-1"]) == 2
-    assert "--set lr=-1: key 'lr'" in capsys.readouterr().err
+    assert "--set lr=-1: lr: Input should be greater than 0 (got -1)" in capsys.readouterr().err
     assert main(["fit"]) == 2
     assert main(["fit", "--visual", str(stores.audio.path)]) == 2
     assert "needs a visual store" in capsys.readouterr().err

@@ -22,10 +22,10 @@ from typing import Any
 from tqdm import tqdm
 
 import feature_store
-import guards
-from feature_store.cli import Command, run_cli
+from avcore import guards
+from avcore.cli import Command, run_cli
 from trainables.config import load_trial_config
-from trainables.errors import ConfigError, TrainablesError
+from trainables.errors import ConfigError
 from trainables.plots import plot_attention, plot_confusion
 from trainables.train import train_trial
 
@@ -144,7 +144,7 @@ COMMANDS: dict[str, Command] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("trainables", __doc__.strip(), COMMANDS, argv, user_errors=(TrainablesError,))
+    return run_cli("trainables", __doc__.strip(), COMMANDS, argv)
 
 
 if __name__ == "__main__":

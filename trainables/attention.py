@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from feature_store.registry import Registry
+from avcore.registry import Registry
 from trainables.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-import guards
+from avcore import guards
+from avcore.parsing import parse_key_value, pydantic_line
 from trainables.attention import ATTENTIONS
 from trainables.errors import ConfigError
 from trainables.fusion import FUSIONS
@@ -118,25 +118,16 @@ def validate_config(
     try:
         return TrialConfig.model_validate({key: _plain(value) for key, value in values.items()})
     except ValidationError as exc:
-        error = exc.errors()[0]
-        key = str(error["loc"][0]) if error["loc"] else "?"
-        message = error["msg"].removeprefix("Value error, ")
-        raise ConfigError(
-            f"{sources.get(key, where)}: key {key!r}: {message} (got {error.get('input')!r})"
-        ) from None
+        key = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else ""
+        raise ConfigError(pydantic_line(exc, sources.get(key, where), show_input=True)) from None
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """``"key=value"`` with the value parsed as YAML (``lr=1e-3`` is a float, ``fbp_sqrt=no`` a bool)."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"--set {text!r}: expected key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {text!r}: value is not valid YAML ({exc.problem})") from None
-    return key, value
+        return parse_key_value(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load_trial_config(

@@ -6,8 +6,10 @@ The CLI (``python -m trainables``) prints any ``TrainablesError`` as one line an
 
 from __future__ import annotations
 
+from avcore.errors import UserError
 
-class TrainablesError(Exception):
+
+class TrainablesError(UserError):
     """A problem with user input that the CLI reports as one clear line."""
 
 

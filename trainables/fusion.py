@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from feature_store.registry import Registry
+from avcore.registry import Registry
 from trainables.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from avcore.afew import NUM_CLASSES
 from trainables.attention import ATTENTIONS, Pooling
 from trainables.config import TrialConfig
 from trainables.errors import ConfigError
 from trainables.fusion import FUSIONS, Fusion
-
-NUM_CLASSES = 7
 
 
 class EmotionModel(nn.Module):

@@ -16,17 +16,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
+from avcore.metrics import confusion
+
 # Slides and papers need about 1,000 px across a figure; 160 dpi gives that at these sizes.
 DPI = 160
 # Plots are drawn once per trial, off the trial's path but on the search's: fixed margins instead
 # of tight_layout and one heatmap per modality instead of a subplot per clip keep each under ~0.3 s.
-
-
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts ``[true, predicted]``."""
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(labels, np.int64), np.asarray(predicted, np.int64)), 1)
-    return matrix
 
 
 def plot_confusion(
@@ -37,7 +32,7 @@ def plot_confusion(
     title: str = "",
 ) -> Path:
     """Row-normalised confusion matrix (recall on the diagonal), rate and count in each cell."""
-    counts = confusion_matrix(labels, np.asarray(probs).argmax(axis=1), len(classes))
+    counts = confusion(np.asarray(probs).argmax(axis=1), np.asarray(labels, np.int64), len(classes))
     rows = counts.sum(axis=1, keepdims=True)
     rates = counts / np.where(rows > 0, rows, 1)
     fig = Figure(figsize=(5.8, 5.4))

@@ -28,6 +28,8 @@ import yaml
 from torch import Tensor
 
 import feature_store
+from avcore.metrics import uar
+from avcore.results import write_scores
 from feature_store.devices import resolve_device as feature_store_device
 from feature_store.errors import StoreError
 from trainables.config import TrialConfig, validate_config
@@ -51,11 +53,7 @@ class TrialResult:
 
     def save_scores(self, path: str | os.PathLike[str]) -> Path:
         """Write the DESIGN.md ``scores.npz`` (readable with ``allow_pickle=False``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as handle:  # a file handle, so np.savez adds no ".npz" of its own
-            np.savez(handle, **self.scores)
-        return path
+        return write_scores(path, self.scores)
 
     def save_config(self, path: str | os.PathLike[str]) -> Path:
         path = Path(path)
@@ -82,7 +80,7 @@ def resolve_device(name: str) -> torch.device:
     try:
         return feature_store_device(name)
     except StoreError as exc:
-        raise ConfigError(f"key 'device': {exc}") from None
+        raise ConfigError(f"device: {exc}") from None
 
 
 def stores_of(
@@ -201,16 +199,6 @@ def predict_logits(
     if not chunks:
         return torch.zeros(0, model.classifier.out_features, device=device)
     return torch.cat(chunks)
-
-
-def unweighted_average_recall(predicted: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
-    """Mean over the classes present in ``labels`` of each class's recall."""
-    recalls = [
-        float((predicted[labels == c] == c).mean())
-        for c in range(num_classes)
-        if (labels == c).any()
-    ]
-    return float(np.mean(recalls)) if recalls else float("nan")
 
 
 @contextlib.contextmanager
@@ -338,7 +326,7 @@ def train_trial(
                 "train_loss": train_loss,
                 "val_loss": val_loss,
                 "val_acc": float((predicted == labels_val).mean()),
-                "val_uar": unweighted_average_recall(predicted, labels_val, num_classes),
+                "val_uar": uar(predicted, labels_val, num_classes),
             }
             timing["eval_s"] += time.perf_counter() - tock
             history.append(metrics)

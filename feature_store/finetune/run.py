@@ -19,14 +19,15 @@ from typing import Any
 
 import torch
 
+from avcore.afew import CLASSES
+from avcore.tracking import resolve_uri
 from feature_store.backbones import TorchBackbone, make_backbone
 from feature_store.errors import StoreError
 from feature_store.finetune.data import Augment, prepare_crops
 from feature_store.finetune.loop import STATE_FILE, FaceClassifier, epoch_line, train_loop
 from feature_store.image_sets import describe, read_image_set
 from feature_store.recipe import load_recipe
-from feature_store.store import CLASSES
-from feature_store.tracking import start_mlflow, tracking_uri
+from feature_store.tracking import start_mlflow
 
 CHECKPOINT_FORMAT = "avfusion-finetuned-backbone"
 EXPERIMENT = "finetune"
@@ -107,7 +108,7 @@ def finetune(
     run_id = _run_id(storage, settings, force, lambda: _open_run(mlflow, experiment_id, settings))
     config = {
         **settings, "model": model, "input_size": backbone.input_size, "crops": str(crops.crops),
-        "labels": crops.labels.tolist(), "mlflow_uri": tracking_uri(), "mlflow_run_id": run_id,
+        "labels": crops.labels.tolist(), "mlflow_uri": resolve_uri(), "mlflow_run_id": run_id,
         **{split: crops.indices(split).tolist() for split in ("train", "val", "test")},
     }  # fmt: skip
     trainer = TorchTrainer(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from feature_store.errors import StoreError
+from avcore.errors import UserError
 
 T = TypeVar("T")
 
@@ -24,7 +24,7 @@ T = TypeVar("T")
 class Registry(dict[str, T], Generic[T]):
     """A ``dict`` of name -> entry whose unknown names fail with the list of known ones."""
 
-    def __init__(self, kind: str, error: type[Exception] = StoreError) -> None:
+    def __init__(self, kind: str, error: type[Exception] = UserError) -> None:
         super().__init__()
         self.kind = kind
         self.error = error

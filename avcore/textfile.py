@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from guards.errors import GuardError
+from avcore.errors import GuardError
 
 
 def read_text(path: str | os.PathLike[str], what: str = "file") -> str:

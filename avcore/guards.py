@@ -9,10 +9,10 @@ Every refusal is a ``GuardError`` whose message is the one line the CLIs print (
 
 from __future__ import annotations
 
-from guards.errors import GuardError
-from guards.names import check_name, folder_name, unsafe_reason
-from guards.outdir import check_writable, prepare_out, remove_stale_staging, staging_dir, swap_in
-from guards.textfile import read_text, read_yaml
+from avcore.errors import GuardError
+from avcore.names import check_name, folder_name, unsafe_reason
+from avcore.outdir import check_writable, prepare_out, remove_stale_staging, staging_dir, swap_in
+from avcore.textfile import read_text, read_yaml
 
 __all__ = [
     "GuardError",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from guards.errors import GuardError
+from avcore.errors import GuardError
 
 _SEPARATORS = ("/", "\\")
 MAX_NAME = 200

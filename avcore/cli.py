@@ -1,8 +1,9 @@
 """The command-line frame every ``python -m PACKAGE`` shares: a table of sub-commands, user errors
-as one line with exit status 2, the traceback only with ``--debug``.
+as one line with exit status 2, the traceback only with ``--debug``, 130 on Ctrl+C.
 
-``trainables`` and ``search`` reuse it (imports go downward); ``ensembling`` has its own copy of
-these few lines because it must not import this package.
+A user error is any ``UserError`` (every package's error base derives from it) or a pydantic
+``ValidationError`` that escaped a loader, printed through ``avcore.parsing.pydantic_line``.
+Commands import their heavy modules (torch, Ray, MLflow) inside ``run``, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import guards
-from feature_store.errors import StoreError
+from avcore.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,6 @@ def run_cli(
     description: str,
     commands: dict[str, Command],
     argv: Sequence[str] | None = None,
-    *,
-    user_errors: tuple[type[BaseException], ...] = (),
 ) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
@@ -49,11 +47,25 @@ def run_cli(
         return 2
     try:
         return int(commands[args.command].run(args) or 0)
-    except (StoreError, guards.GuardError, *user_errors) as exc:
+    except Exception as exc:
+        line = user_error_line(exc)
+        if line is None:
+            raise
         if args.debug:
             traceback.print_exc()
-        print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog} {args.command}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog} {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def user_error_line(exc: BaseException) -> str | None:
+    """The one line a user reads for ``exc``, or None when it is a bug (traceback wanted)."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    if type(exc).__name__ == "ValidationError" and type(exc).__module__.startswith("pydantic"):
+        from avcore.parsing import pydantic_line
+
+        return pydantic_line(exc)  # type: ignore[arg-type]
+    return None

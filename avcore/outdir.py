@@ -17,7 +17,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from guards.errors import GuardError
+from avcore.errors import GuardError
 
 _STAGING = r"^\.{name}\.(?:tmp|old)-(\d+)(?:-[0-9a-f]+)?$"
 

@@ -1,12 +1,11 @@
-"""Class names and the two objectives ensembles are chosen by: accuracy and unweighted average
-recall (UAR, the mean of per-class recalls, which does not reward predicting the big classes)."""
+"""The figures every package reports: accuracy, unweighted average recall (UAR, the mean of
+per-class recalls, which does not reward predicting the big classes) and the confusion matrix; and
+the two objectives ensembles are chosen by."""
 
 from __future__ import annotations
 
 import numpy as np
 
-# AFEW's class order; every [.., 7] score array and every class-weight vector follows it.
-CLASSES: tuple[str, ...] = ("Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
 OBJECTIVES: tuple[str, ...] = ("acc", "uar")
 
 
@@ -23,12 +22,18 @@ def per_class_recall(predictions: np.ndarray, labels: np.ndarray, n_classes: int
         return hits / totals
 
 
+def uar(predictions: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
+    """Mean recall over the classes present in ``labels``; NaN when there is no clip."""
+    recalls = per_class_recall(predictions, labels, n_classes)
+    return float(np.nanmean(recalls)) if np.isfinite(recalls).any() else float("nan")
+
+
 def score(predictions: np.ndarray, labels: np.ndarray, objective: str, n_classes: int) -> float:
     """Accuracy or UAR of hard predictions; UAR averages over the classes present in ``labels``."""
     check_objective(objective)
     if objective == "acc":
         return float(np.mean(predictions == labels))
-    return float(np.nanmean(per_class_recall(predictions, labels, n_classes)))
+    return uar(predictions, labels, n_classes)
 
 
 def confusion(predictions: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
