@@ -137,7 +137,7 @@ def test_mlflow_errors_are_one_line(search):
 def test_missing_database_and_silent_server_fail_fast(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(TrackingError, match="no MLflow database at mlruns/mlflow.db"):
+    with pytest.raises(TrackingError, match=f"no MLflow database at {tmp_path}/mlruns/mlflow.db"):
         tracking.connect(None)
     with socket.socket() as probe:  # a port nobody listens on once closed
         probe.bind(("127.0.0.1", 0))
