@@ -29,7 +29,12 @@ def parse_key_value(text: str) -> tuple[str, Any]:
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
         raise ValueError(f"--set {text!r}: value is not valid YAML ({problem})") from None
+    if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string; nobody means that
     return key, value
+
+
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def error_key(loc: tuple[Any, ...]) -> str:
