@@ -9,6 +9,7 @@ from __future__ import annotations
 from avcore.afew import CLASSES
 from ensembling.build import Ensemble, Recipe, build, fit
 from ensembling.class_weights import PRESETS, ClassWeightSpec, register, resolve
+from ensembling.crossval import CrossValidated, cross_validate
 from ensembling.errors import (
     ClassWeightError,
     EnsembleError,
@@ -16,15 +17,9 @@ from ensembling.errors import (
     ScoresError,
     TrackingError,
 )
-from ensembling.greedy import (
-    CrossValidated,
-    Selection,
-    bagged_select,
-    combine,
-    cross_validate,
-    select,
-)
-from ensembling.sources import Candidate, ScoreSet, align, from_dirs, from_mlflow, load_scores
+from ensembling.greedy import Selection, bagged_select, combine, select
+from ensembling.sources import Candidate, ScoreSet, align, from_dirs, load_scores
+from ensembling.trial_runs import from_mlflow
 
 __all__ = [
     "CLASSES",

@@ -21,7 +21,7 @@ from trainables import (
     train_trial,
 )
 from trainables.__main__ import main
-from trainables.train import sample_segments
+from trainables.tensors import sample_segments
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIAL_CONFIGS = sorted((ROOT / "conf" / "trial").glob("*.yaml"))
@@ -128,7 +128,7 @@ def test_same_seed_same_figures_and_other_seed_differs(stores):
         **FAST,
         "frame_sampling": "segments",
         "frame_segments": 2,
-        "class_balanced": True,
+        "balanced_loss": True,
         "label_smoothing": 0.1,
         "lr_schedule": "step",
     }
@@ -202,6 +202,11 @@ def test_config_errors_name_file_and_key(tmp_path):
         load_trial_config(None, ["visual_attention=lstm"])
     with pytest.raises(ConfigError, match="expected key=value"):
         load_trial_config(None, ["lr"])
+    path.write_text("class_balanced: true\n")  # the loss-weight switch's old name
+    with pytest.raises(
+        ConfigError, match=rf"{path}: key 'class_balanced' is now called 'balanced_loss'"
+    ):
+        load_trial_config(path)
     with pytest.raises(ConfigError, match="no such trial config"):
         load_trial_config(tmp_path / "missing.yaml")
     assert load_trial_config(None, ["lr=3e-4", "fbp_sqrt=no"]).model_dump()["fbp_sqrt"] is False
