@@ -19,9 +19,9 @@ from pathlib import Path
 
 from avcore import guards
 from avcore.cli import Command, run_cli
+from avcore.options import add_tracking_uri
 from avcore.staged import staged
 from ensembling import cli_build
-from ensembling.tracking import add_tracking_uri
 
 PROG = "python -m ensembling"
 

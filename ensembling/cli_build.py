@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from avcore import guards
+from avcore.options import add_tracking_uri
 from ensembling.errors import EnsembleError
-from ensembling.tracking import add_tracking_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from avcore import tracking
 from avcore.results import ENSEMBLE, KIND
@@ -20,15 +20,6 @@ from ensembling.errors import TrackingError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-
-
-def add_tracking_uri(parser: Any) -> None:
-    """The ``--tracking-uri`` option (on a parser or an argument group) of every command that
-    reads or logs MLflow runs."""
-    parser.add_argument(
-        "--tracking-uri",
-        help=f"MLflow tracking URI (else MLFLOW_TRACKING_URI, else {tracking.DEFAULT_URI})",
-    )
 
 
 def connect(uri: str | None, *, must_exist: bool = True) -> MlflowClient:

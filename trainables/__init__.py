@@ -8,52 +8,31 @@ which trains and scores one configuration.
 
 ``python -m trainables fit --help`` trains one trial from the command line.
 
-The names below are imported on first use (PEP 562), so ``import trainables.config`` or
+The names below load on first use (``avcore.lazy``), so ``import trainables.config`` or
 ``python -m trainables --help`` does not pay for torch; ``from trainables import X`` works as ever.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from avcore.lazy import lazy_exports
 
-# name -> module that defines it
-_EXPORTS = {
-    "ATTENTIONS": "trainables.attention",
-    "MeanPool": "trainables.attention",
-    "Pooling": "trainables.attention",
-    "RelationAttention": "trainables.attention",
-    "SelfAttention": "trainables.attention",
-    "TransformerAttention": "trainables.attention",
-    "TrialConfig": "trainables.config",
-    "load_trial_config": "trainables.config",
-    "validate_config": "trainables.config",
-    "ConfigError": "trainables.errors",
-    "TrainablesError": "trainables.errors",
-    "TrialDataError": "trainables.errors",
-    "FBP": "trainables.fusion",
-    "FUSIONS": "trainables.fusion",
-    "Concat": "trainables.fusion",
-    "Fusion": "trainables.fusion",
-    "ATTENTION_KINDS": "trainables.kinds",
-    "FUSION_KINDS": "trainables.kinds",
-    "EmotionModel": "trainables.model",
-    "build_model": "trainables.model",
-    "TrialResult": "trainables.result",
-    "train_trial": "trainables.train",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'trainables' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "trainables.attention": [
+            "ATTENTIONS",
+            "MeanPool",
+            "Pooling",
+            "RelationAttention",
+            "SelfAttention",
+            "TransformerAttention",
+        ],
+        "trainables.config": ["TrialConfig", "load_trial_config", "validate_config"],
+        "trainables.errors": ["ConfigError", "TrainablesError", "TrialDataError"],
+        "trainables.fusion": ["FBP", "FUSIONS", "Concat", "Fusion"],
+        "trainables.kinds": ["ATTENTION_KINDS", "FUSION_KINDS"],
+        "trainables.model": ["EmotionModel", "build_model"],
+        "trainables.result": ["TrialResult"],
+        "trainables.train": ["train_trial"],
+    },
+)

@@ -4,8 +4,8 @@
         --config conf/trial/paper-best.yaml --set lr=3e-4 --out runs/paper-best
 
 ``--out`` is checked before training (an earlier fit's folder needs ``--force``; a read-only place
-fails at once) and written whole at the end. torch, the stores and matplotlib are imported by the
-command, not here, so ``--help`` is quick.
+fails at once) and written whole at the end. pydantic, torch, the stores and matplotlib are imported
+by the command, not here, so ``--help`` is quick.
 
 Leave ``--visual`` or ``--audio`` out for a single-modality model.
 """
@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from avcore import guards
 from avcore.cli import Command, run_cli
 from avcore.staged import staged
-from trainables.config import load_trial_config
 from trainables.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -66,6 +65,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     import feature_store
+    from trainables.config import load_trial_config
     from trainables.train import train_trial
 
     if not args.visual and not args.audio:

@@ -15,7 +15,6 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from avcore import guards
@@ -99,8 +98,9 @@ def trial_label(
 
 
 def _plain(value: Any) -> Any:
-    """numpy scalars (as Ray/Optuna hand them out) as the Python scalars pydantic expects."""
-    return value.item() if isinstance(value, np.generic) else value
+    """numpy scalars (as Ray/Optuna hand them out) as the Python scalars pydantic expects. Known by
+    their module, so validating a config does not import numpy."""
+    return value.item() if type(value).__module__ == "numpy" and hasattr(value, "item") else value
 
 
 def validate_config(
