@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +172,32 @@ def test_scores_and_config_files(stores, tmp_path):
         assert scores["labels_val"].dtype == np.int64
     config_path = result.save_config(tmp_path / "out" / "config.yaml")
     assert load_trial_config(config_path) == result.config
+
+
+def test_validating_a_config_and_help_import_no_torch():
+    # Search validates trial configs on the driver; a YAML typo must not wait for torch.
+    script = f"""
+import runpy, sys
+from trainables.config import load_trial_config
+from trainables.errors import ConfigError
+load_trial_config({str(ROOT / "conf" / "trial" / "paper-best.yaml")!r})
+try:
+    load_trial_config(None, ["fusion=sum"])
+except ConfigError as exc:
+    print(exc)
+sys.argv = ["trainables", "--help"]
+try:
+    runpy.run_module("trainables", run_name="__main__")
+except SystemExit:
+    pass
+print("heavy:", sorted({{"torch", "pandas", "matplotlib"}} & set(sys.modules)))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "unknown fusion 'sum'; known: fbp, concat" in done.stdout
+    assert "heavy: []" in done.stdout
 
 
 @pytest.mark.parametrize("path", TRIAL_CONFIGS, ids=[p.name for p in TRIAL_CONFIGS])
