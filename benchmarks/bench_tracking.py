@@ -94,7 +94,7 @@ def start_server(backend: str, folder: Path, procs: list[subprocess.Popen]) -> s
 
 def fake_result(index: int, epochs: int):
     """A finished trial's result with AFEW-sized scores, as ``train_trial`` returns it."""
-    from trainables.train import TrialResult
+    from trainables.result import TrialResult
 
     rng = np.random.default_rng(index)
     val = rng.dirichlet(np.ones(7), 383).astype(np.float32)

@@ -29,7 +29,9 @@ import torch.nn.functional as F
 
 import feature_store
 from trainables import TrialConfig, build_model, load_trial_config, train_trial
-from trainables.train import build_split, make_optimizer, resolve_device
+from trainables.device import resolve_device
+from trainables.optim import make_optimizer
+from trainables.tensors import build_split
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER_BEST = ROOT / "conf" / "trial" / "paper-best.yaml"

@@ -16,16 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from avcore.afew import CLASSES, TRAIN_COUNTS
 from avcore.metrics import per_class_recall, score
 from ensembling.class_weights import WeightContext, resolve
+from ensembling.crossval import CrossValidated, cross_validate
 from ensembling.errors import EnsembleError
-from ensembling.greedy import (
-    CrossValidated,
-    Selection,
-    bagged_select,
-    combine,
-    cross_validate,
-    evaluate,
-    select,
-)
+from ensembling.greedy import Selection, bagged_select, combine, evaluate, select
 from ensembling.sources import ScoreSet
 
 

@@ -34,12 +34,12 @@ from avcore.metrics import score
 from avcore.parsing import pydantic_line
 from ensembling.build import Recipe, fit
 from ensembling.class_weights import WeightContext, resolve
+from ensembling.crossval import Procedure, cross_validate
 from ensembling.errors import EnsembleError
-from ensembling.greedy import combine, cross_validate
+from ensembling.greedy import combine
 from ensembling.sources import ScoreSet
 
 SUMMARY_FILE = "compare.json"  # what marks a folder as a comparison we wrote (for --force)
-Procedure = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
 
 class MemberGroup(BaseModel):

@@ -3,9 +3,9 @@
 ``select`` takes every candidate's validation probabilities ``[candidates, clips, classes]`` and
 adds, round after round, the candidate that most improves the objective (accuracy or UAR) of the
 class-weighted mean of the members' probabilities; the best prefix of that trajectory is kept.
-``bagged_select`` averages selections made on random subsets of candidates (Caruana's bagging);
-``cross_validate`` scores any such procedure on held-out folds of the validation clips, because
-the in-sample figure of a selection made on those very clips is optimistic.
+``bagged_select`` averages selections made on random subsets of candidates (Caruana's bagging).
+The in-sample figure of a selection made on the validation clips is optimistic:
+``ensembling.crossval`` scores it on held-out folds.
 
 The inner loop never recomputes a mean. A clip n with label y is right when, for every class k,
 ``w_y (P_y + S_y) > w_k (P_k + S_k)`` (``>=`` for k after y: argmax breaks ties to the lower
@@ -16,7 +16,6 @@ per candidate and computed once, and only the thresholds ``E_k = w_k S_k - w_y S
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,7 +127,9 @@ class _Scorer:
         return (right.astype(np.float32) @ self.recall_matrix).sum(axis=1, dtype=np.float64)
 
 
-def _check_inputs(val_probs: np.ndarray, labels: np.ndarray) -> None:
+def check_inputs(val_probs: np.ndarray, labels: np.ndarray) -> None:
+    """``ValueError`` unless ``val_probs`` is [candidates, clips, classes] and ``labels`` [clips]
+    holds class indices."""
     if val_probs.ndim != 3 or val_probs.shape[0] == 0 or val_probs.shape[1] == 0:
         raise ValueError(f"val_probs must be [candidates, clips, classes], got {val_probs.shape}")
     if labels.shape != (val_probs.shape[1],):
@@ -155,7 +156,7 @@ def select(
     """
     check_objective(objective)
     labels = np.asarray(labels, dtype=np.int64)
-    _check_inputs(val_probs, labels)
+    check_inputs(val_probs, labels)
     n_candidates, n_clips, n_classes = val_probs.shape
     if rounds < 0 or not 0 <= init_top <= n_candidates or rounds + init_top == 0:
         raise ValueError(
@@ -248,59 +249,4 @@ def bagged_select(
         objective=objective,
         score=trajectory[-1],
         bags=tuple(selections),
-    )
-
-
-@dataclass(frozen=True)
-class CrossValidated:
-    """Out-of-fold figures: each clip predicted by an ensemble chosen without it."""
-
-    acc: float
-    uar: float
-    folds: int
-    predictions: np.ndarray
-
-
-# A procedure maps (val_probs, labels) of the training folds to (member weights, class weights).
-Procedure = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
-
-
-def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Fold index of each clip; every class is spread evenly over the folds."""
-    rng = np.random.default_rng(seed)
-    fold_of = np.empty(len(labels), dtype=np.int64)
-    offset = 0
-    for label in np.unique(labels):
-        clips = rng.permutation(np.flatnonzero(labels == label))
-        # Continue the round-robin across classes so small classes do not all land in fold 0.
-        fold_of[clips] = (offset + np.arange(len(clips))) % folds
-        offset += len(clips)
-    return fold_of
-
-
-def cross_validate(
-    val_probs: np.ndarray,
-    labels: np.ndarray,
-    procedure: Procedure,
-    *,
-    folds: int = 5,
-    seed: int = 0,
-) -> CrossValidated:
-    """Run ``procedure`` on k-1 folds, predict the held-out fold, and score all clips."""
-    labels = np.asarray(labels, dtype=np.int64)
-    _check_inputs(val_probs, labels)
-    if not 2 <= folds <= len(labels):
-        raise ValueError(f"folds must lie in [2, {len(labels)}], got {folds}")
-    fold_of = stratified_folds(labels, folds, seed)
-    predictions = np.empty(len(labels), dtype=np.int64)
-    for fold in range(folds):
-        held = fold_of == fold
-        weights, class_weights = procedure(val_probs[:, ~held], labels[~held])
-        predictions[held] = combine(val_probs[:, held], weights, class_weights).argmax(axis=1)
-    n_classes = val_probs.shape[2]
-    return CrossValidated(
-        acc=score(predictions, labels, "acc", n_classes),
-        uar=score(predictions, labels, "uar", n_classes),
-        folds=folds,
-        predictions=predictions,
     )

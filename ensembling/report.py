@@ -5,13 +5,12 @@ renamed into place):
   cross-validated figures, the best single candidate; ``python -m ensembling show DIR`` reads it;
 - ``predictions_test.csv`` (``clip_id,emotion,p_Angry..p_Surprise``) and ``predictions_val.csv``;
 - ``submission.zip``: one ``<clip_id>.txt`` per test clip holding the emotion name;
-- ``report.md``, ``confusion_val.png`` and ``trajectory.png``.
+- ``report.md``, ``confusion_val.png`` and ``trajectory.png`` (drawn by ``ensembling.charts``).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +20,8 @@ import pandas as pd
 
 from avcore import guards
 from avcore.afew import CLASSES
-from avcore.metrics import confusion
+from avcore.staged import staged
+from ensembling import charts
 from ensembling.build import Ensemble
 from ensembling.errors import OutputError
 
@@ -176,83 +176,6 @@ def render(info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot_confusion(counts: np.ndarray, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for true in range(len(CLASSES)):
-        for predicted in range(len(CLASSES)):
-            ax.text(
-                predicted,
-                true,
-                str(counts[true, predicted]),
-                ha="center",
-                va="center",
-                color="white" if rates[true, predicted] > 0.5 else "black",
-                fontsize=8,
-            )
-    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
-    ax.set_yticks(range(len(CLASSES)), CLASSES)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="share of the true class")
-    fig.tight_layout()
-    fig.savefig(path, dpi=160)
-    plt.close(fig)
-
-
-def _plot_trajectory(ensemble: Ensemble, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    selection = ensemble.selection
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if selection.bags:
-        for bag in selection.bags:
-            ax.plot(range(1, len(bag.trajectory) + 1), bag.trajectory, color="grey", alpha=0.3)
-        ax.plot([], [], color="grey", alpha=0.3, label="each bag (its own subset)")
-        ax.set_xlabel("selection step")
-        bag_axis = ax.twiny()
-        bag_axis.plot(
-            range(1, len(selection.trajectory) + 1), selection.trajectory, "o-", label="bag average"
-        )
-        bag_axis.set_xlabel("bags averaged")
-    else:
-        steps = range(1, len(selection.trajectory) + 1)
-        ax.plot(steps, selection.trajectory, "-", label="after each step")
-        ax.axvline(
-            selection.kept, color="red", linestyle="--", label=f"kept prefix ({selection.kept})"
-        )
-        ax.set_xlabel("selection step")
-    ax.axhline(
-        ensemble.best_single_figures.acc,
-        color="green",
-        linestyle=":",
-        label="best single trial (val acc, selected on val)",
-    )
-    cross_validated = ensemble.cross_validated
-    ax.axhline(
-        cross_validated.acc,
-        color="purple",
-        linestyle="-.",
-        label=f"ensemble, {cross_validated.folds}-fold CV of the selection (acc)",
-    )
-    ax.set_ylabel(f"validation {selection.objective} (in-sample)")
-    ax.set_title(f"greedy ensemble selection — {title}")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=160)
-    plt.close(fig)
-
-
 def _probability_table(clip_ids: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
     table = pd.DataFrame(
         {"clip_id": clip_ids, "emotion": np.asarray(CLASSES)[probs.argmax(axis=1)]}
@@ -275,13 +198,13 @@ def _write_files(ensemble: Ensemble, info: dict, directory: Path) -> None:
             # Second guard after the stores': an entry never escapes the extraction folder.
             archive.writestr(f"{guards.check_name(str(clip_id), 'test clip id')}.txt", emotion)
     (directory / "report.md").write_text(render(info))
-    counts = confusion(ensemble.val_probs.argmax(axis=1), scores.labels_val, len(CLASSES))
-    _plot_confusion(
-        counts,
+    charts.plot_confusion(
+        ensemble.val_probs.argmax(axis=1),
+        scores.labels_val,
         directory / "confusion_val.png",
         f"val (in-sample) — ensemble of {_source_name(info)}",
     )
-    _plot_trajectory(ensemble, directory / "trajectory.png", _source_name(info))
+    charts.plot_trajectory(ensemble, directory / "trajectory.png", _source_name(info))
 
 
 def write(ensemble: Ensemble, out: Path, info: dict, *, force: bool = False) -> Path:
@@ -289,15 +212,8 @@ def write(ensemble: Ensemble, out: Path, info: dict, *, force: bool = False) -> 
     an ensemble folder (``guards.prepare_out``)."""
     out = Path(out)
     guards.prepare_out(out, force=force, marker=SUMMARY_FILE)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = guards.staging_dir(out)
-    staging.mkdir()
-    try:
+    with staged(out) as staging:
         _write_files(ensemble, info, staging)
-        guards.swap_in(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 

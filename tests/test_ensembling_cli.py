@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ensembling import report
+from ensembling import charts, report
 from ensembling.cli import main
 
 K = 7
@@ -117,7 +117,7 @@ def test_output_is_all_or_nothing(tmp_path, monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(report, "_plot_trajectory", broken)
+    monkeypatch.setattr(charts, "plot_trajectory", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         main(["build", "--scores", *dirs, "--rounds", "4", "--out", str(out), "--force"])
     assert (out / "ensemble.json").read_text() == first

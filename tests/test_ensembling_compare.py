@@ -13,8 +13,8 @@ import pytest
 from ensembling import compare
 from ensembling.build import AUTO_PRESETS, Recipe, build
 from ensembling.cli import main
+from ensembling.crossval import stratified_folds
 from ensembling.errors import EnsembleError
-from ensembling.greedy import stratified_folds
 from ensembling.sources import Candidate, ScoreSet
 
 K, N_VAL, N_TEST = 7, 70, 5

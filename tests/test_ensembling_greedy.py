@@ -8,14 +8,8 @@ import itertools
 import numpy as np
 import pytest
 
-from ensembling.greedy import (
-    bagged_select,
-    combine,
-    cross_validate,
-    evaluate,
-    select,
-    stratified_folds,
-)
+from ensembling.crossval import cross_validate, stratified_folds
+from ensembling.greedy import bagged_select, combine, evaluate, select
 
 K = 7
 

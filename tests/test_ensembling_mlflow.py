@@ -16,7 +16,7 @@ import pytest
 
 from avcore import tracking as where
 from avcore.afew import CLASSES
-from ensembling import sources, tracking
+from ensembling import tracking, trial_runs
 from ensembling.cli import main
 from ensembling.errors import ScoresError, TrackingError
 
@@ -85,7 +85,7 @@ def search(tmp_path_factory) -> dict:
 
 
 def test_top_finished_trials_by_val_acc(search):
-    scores = sources.from_mlflow(search["client"], "tiny-search", top=2)
+    scores = trial_runs.from_mlflow(search["client"], "tiny-search", top=2)
     assert [c.run_id for c in scores.candidates] == search["run_ids"][:2]
     assert scores.skipped == {"failed": 1, "stopped_early": 1}
     assert scores.experiment_name == "tiny-search"
@@ -93,13 +93,13 @@ def test_top_finished_trials_by_val_acc(search):
 
 
 def test_stopped_trials_only_on_request(search):
-    scores = sources.from_mlflow(search["client"], "tiny-search", top=1, include_stopped=True)
+    scores = trial_runs.from_mlflow(search["client"], "tiny-search", top=1, include_stopped=True)
     assert scores.candidates[0].run_id == search["run_ids"][3]
     assert scores.skipped == {"failed": 1}
 
 
 def test_filter_selects_a_feature_variant(search):
-    scores = sources.from_mlflow(
+    scores = trial_runs.from_mlflow(
         search["client"], "tiny-search", top=10, filter_string="params.visual_feature = 'f-meanstd'"
     )
     assert [c.run_id for c in scores.candidates] == search["run_ids"][1:3]
@@ -108,30 +108,30 @@ def test_filter_selects_a_feature_variant(search):
 
 def test_explicit_run_ids_in_given_order(search):
     ids = [search["run_ids"][2], search["run_ids"][3]]
-    scores = sources.from_mlflow(search["client"], None, run_ids=ids)
+    scores = trial_runs.from_mlflow(search["client"], None, run_ids=ids)
     assert [c.run_id for c in scores.candidates] == ids
     with pytest.raises(TrackingError, match="run nosuchrun: not found"):
-        sources.from_mlflow(search["client"], None, run_ids=["nosuchrun"])
+        trial_runs.from_mlflow(search["client"], None, run_ids=["nosuchrun"])
     with pytest.raises(TrackingError, match="belongs to experiment 'tiny-search'"):
-        sources.from_mlflow(search["client"], "empty-search", run_ids=ids)
+        trial_runs.from_mlflow(search["client"], "empty-search", run_ids=ids)
 
 
 def test_mlflow_errors_are_one_line(search):
     client = search["client"]
     with pytest.raises(TrackingError, match="no experiment named 'nope'; known: .*tiny-search"):
-        sources.from_mlflow(client, "nope")
+        trial_runs.from_mlflow(client, "nope")
     with pytest.raises(TrackingError, match="'empty-search' has no finished trial runs"):
-        sources.from_mlflow(client, "empty-search")
+        trial_runs.from_mlflow(client, "empty-search")
     with pytest.raises(TrackingError, match=r"no finished trial runs matching .*\(1 failed\)"):
-        sources.from_mlflow(
+        trial_runs.from_mlflow(
             client, "tiny-search", filter_string="tags.`avfusion.status` = 'failed'"
         )
     with pytest.raises(TrackingError, match="filter 'params.x ==== 1'"):
-        sources.from_mlflow(client, "tiny-search", filter_string="params.x ==== 1")
+        trial_runs.from_mlflow(client, "tiny-search", filter_string="params.x ==== 1")
     with pytest.raises(
         ScoresError, match=rf"run {search['run_ids'][5]} \(finished\): no scores.npz artifact"
     ):
-        sources.from_mlflow(client, "tiny-search", top=10)
+        trial_runs.from_mlflow(client, "tiny-search", top=10)
 
 
 def test_missing_database_and_silent_server_fail_fast(tmp_path, monkeypatch):

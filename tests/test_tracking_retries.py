@@ -14,7 +14,7 @@ from mlflow_server import serve
 
 from search import tracking
 from search.tracking import LoggingFailed, TrackingContext, TrialRecorder
-from trainables.train import TrialResult
+from trainables.result import TrialResult
 
 
 def _result() -> TrialResult:

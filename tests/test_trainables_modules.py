@@ -18,6 +18,7 @@ from trainables import (
     TransformerAttention,
 )
 from trainables.fusion import signed_sqrt
+from trainables.kinds import ATTENTION_KINDS, FUSION_KINDS
 
 DIM = 5
 
@@ -177,3 +178,11 @@ def test_registries_name_their_known_entries():
         ATTENTIONS["nope"]
     with pytest.raises(TrainablesError, match="fbp, concat"):
         FUSIONS["sum"]
+
+
+def test_registries_hold_exactly_the_declared_kinds():
+    # trainables.config checks kinds against trainables.kinds (no torch); the classes must match.
+    assert list(ATTENTIONS) == list(ATTENTION_KINDS)
+    assert list(FUSIONS) == list(FUSION_KINDS)
+    with pytest.raises(ConfigError, match="known: mean, self, relation, transformer"):
+        ATTENTION_KINDS["nope"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ from trainables import (
     train_trial,
 )
 from trainables.__main__ import main
-from trainables.train import sample_segments
+from trainables.tensors import sample_segments
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIAL_CONFIGS = sorted((ROOT / "conf" / "trial").glob("*.yaml"))
@@ -128,7 +130,7 @@ def test_same_seed_same_figures_and_other_seed_differs(stores):
         **FAST,
         "frame_sampling": "segments",
         "frame_segments": 2,
-        "class_balanced": True,
+        "balanced_loss": True,
         "label_smoothing": 0.1,
         "lr_schedule": "step",
     }
@@ -172,6 +174,32 @@ def test_scores_and_config_files(stores, tmp_path):
     assert load_trial_config(config_path) == result.config
 
 
+def test_validating_a_config_and_help_import_no_torch():
+    # Search validates trial configs on the driver; a YAML typo must not wait for torch.
+    script = f"""
+import runpy, sys
+from trainables.config import load_trial_config
+from trainables.errors import ConfigError
+load_trial_config({str(ROOT / "conf" / "trial" / "paper-best.yaml")!r})
+try:
+    load_trial_config(None, ["fusion=sum"])
+except ConfigError as exc:
+    print(exc)
+sys.argv = ["trainables", "--help"]
+try:
+    runpy.run_module("trainables", run_name="__main__")
+except SystemExit:
+    pass
+print("heavy:", sorted({{"torch", "pandas", "matplotlib"}} & set(sys.modules)))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "unknown fusion 'sum'; known: fbp, concat" in done.stdout
+    assert "heavy: []" in done.stdout
+
+
 @pytest.mark.parametrize("path", TRIAL_CONFIGS, ids=[p.name for p in TRIAL_CONFIGS])
 def test_every_trial_yaml_loads(path):
     assert isinstance(load_trial_config(path), TrialConfig)
@@ -202,6 +230,11 @@ def test_config_errors_name_file_and_key(tmp_path):
         load_trial_config(None, ["visual_attention=lstm"])
     with pytest.raises(ConfigError, match="expected key=value"):
         load_trial_config(None, ["lr"])
+    path.write_text("class_balanced: true\n")  # the loss-weight switch's old name
+    with pytest.raises(
+        ConfigError, match=rf"{path}: key 'class_balanced' is now called 'balanced_loss'"
+    ):
+        load_trial_config(path)
     with pytest.raises(ConfigError, match="no such trial config"):
         load_trial_config(tmp_path / "missing.yaml")
     assert load_trial_config(None, ["lr=3e-4", "fbp_sqrt=no"]).model_dump()["fbp_sqrt"] is False

@@ -4,7 +4,8 @@
         --config conf/trial/paper-best.yaml --set lr=3e-4 --out runs/paper-best
 
 ``--out`` is checked before training (an earlier fit's folder needs ``--force``; a read-only place
-fails at once) and written whole at the end.
+fails at once) and written whole at the end. pydantic, torch, the stores and matplotlib are imported
+by the command, not here, so ``--help`` is quick.
 
 Leave ``--visual`` or ``--audio`` out for a single-modality model.
 """
@@ -13,21 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
-
-import feature_store
 from avcore import guards
 from avcore.cli import Command, run_cli
-from trainables.config import load_trial_config
+from avcore.staged import staged
 from trainables.errors import ConfigError
-from trainables.plots import plot_attention, plot_confusion
-from trainables.train import train_trial
+
+if TYPE_CHECKING:
+    from trainables.result import TrialResult
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "trial" / "paper-best.yaml"
 METRICS_FILE = "metrics.json"  # what marks a folder as a fit's output (--force replaces only it)
@@ -64,6 +62,12 @@ def _row(metrics: dict[str, Any]) -> str:
 
 
 def _run_fit(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    import feature_store
+    from trainables.config import load_trial_config
+    from trainables.train import train_trial
+
     if not args.visual and not args.audio:
         raise ConfigError("fit needs --visual STORE, --audio STORE or both")
     config = load_trial_config(args.config, args.overrides)
@@ -106,23 +110,18 @@ def _run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_outputs(out: Path, result, classes: list[str], title: str) -> None:
+def _write_outputs(out: Path, result: TrialResult, classes: list[str], title: str) -> None:
     """Every output into a staging folder beside ``out``, swapped in whole."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = guards.staging_dir(out)
-    staging.mkdir()
-    try:
+    with staged(out) as staging:
         _write_files(staging, result, classes, title)
-        guards.swap_in(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     print(
         f"wrote {out}/scores.npz, config.yaml, {METRICS_FILE}, confusion_val.png, attention_val.png"
     )
 
 
-def _write_files(out: Path, result, classes: list[str], title: str) -> None:
+def _write_files(out: Path, result: TrialResult, classes: list[str], title: str) -> None:
+    from trainables.plots import plot_attention, plot_confusion
+
     result.save_scores(out / "scores.npz")
     result.save_config(out / "config.yaml")
     (out / METRICS_FILE).write_text(

@@ -6,7 +6,8 @@ weight exactly 0, so a clip pools to the same vector alone or in a padded batch;
 frames at all (no face, no audio) pools to the zero vector, never NaN.
 
 The equations are those of Zhou, Meng et al. (ICMI 2019), Section 2.3; each line of the math names
-its equation. Register a new kind with ``@ATTENTIONS.register("name")``.
+its equation. Register a new kind with ``@ATTENTIONS.register("name")`` and declare its name in
+``trainables.kinds`` (where trial configs are checked without torch).
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ Every field is a flat scalar, so a config maps 1:1 onto Optuna parameters and ML
 
     config = load_trial_config("conf/trial/paper-best.yaml", ["lr=3e-4", "fusion=concat"])
 
-Unknown keys, unknown registry names and out-of-range values raise ``ConfigError`` with one line
-naming the file (or the ``--set`` override) and the key.
+Unknown keys, unknown kinds and out-of-range values raise ``ConfigError`` with one line naming the
+file (or the ``--set`` override) and the key; a renamed key names its new name. The kinds are
+checked against ``trainables.kinds``, so this module imports no torch.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from avcore import guards
 from avcore.parsing import parse_key_value, pydantic_line
-from trainables.attention import ATTENTIONS
 from trainables.errors import ConfigError
-from trainables.fusion import FUSIONS
+from trainables.kinds import ATTENTION_KINDS, FUSION_KINDS
+
+# Keys an earlier version read, with the key that replaced them: refused with the new name, never
+# silently accepted (a config that kept the old key would otherwise train something else).
+RENAMED_KEYS = {"class_balanced": "balanced_loss"}
 
 
 class TrialConfig(BaseModel):
@@ -30,10 +33,12 @@ class TrialConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     visual_attention: str = Field(
-        "transformer", description="pooling of visual frames (ATTENTIONS)"
+        "transformer", description="pooling of visual frames (ATTENTION_KINDS)"
     )
-    audio_attention: str = Field("transformer", description="pooling of audio vectors (ATTENTIONS)")
-    fusion: str = Field("fbp", description="cross-modal fusion (FUSIONS)")
+    audio_attention: str = Field(
+        "transformer", description="pooling of audio vectors (ATTENTION_KINDS)"
+    )
+    fusion: str = Field("fbp", description="cross-modal fusion (FUSION_KINDS)")
     fbp_factor: int = Field(4, ge=1, le=64, description="FBP sum-pooling window k")
     fbp_out: int = Field(128, ge=1, le=8192, description="FBP output dims o")
     fbp_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout inside FBP")
@@ -50,7 +55,9 @@ class TrialConfig(BaseModel):
     epochs: int = Field(30, ge=1, le=10000, description="training epochs")
     batch_size: int = Field(32, ge=1, le=65536, description="training clips per batch")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="cross-entropy label smoothing")
-    class_balanced: bool = Field(False, description="weight the loss by inverse class frequency")
+    balanced_loss: bool = Field(
+        False, description="weight the training loss by inverse class frequency"
+    )
     frame_sampling: Literal["all", "segments"] = Field(
         "all", description="training frames: all, or one random frame per segment (FAN)"
     )
@@ -63,12 +70,12 @@ class TrialConfig(BaseModel):
     @field_validator("visual_attention", "audio_attention")
     @classmethod
     def _known_attention(cls, name: str) -> str:
-        return ATTENTIONS.check(name)
+        return ATTENTION_KINDS.check(name)
 
     @field_validator("fusion")
     @classmethod
     def _known_fusion(cls, name: str) -> str:
-        return FUSIONS.check(name)
+        return FUSION_KINDS.check(name)
 
     def label(self, visual_feature: str | None = None, audio_feature: str | None = None) -> str:
         """This trial's ``trial_label``."""
@@ -91,8 +98,9 @@ def trial_label(
 
 
 def _plain(value: Any) -> Any:
-    """numpy scalars (as Ray/Optuna hand them out) as the Python scalars pydantic expects."""
-    return value.item() if isinstance(value, np.generic) else value
+    """numpy scalars (as Ray/Optuna hand them out) as the Python scalars pydantic expects. Known by
+    their module, so validating a config does not import numpy."""
+    return value.item() if type(value).__module__ == "numpy" and hasattr(value, "item") else value
 
 
 def validate_config(
@@ -112,6 +120,11 @@ def validate_config(
     unknown = [key for key in values if key not in TrialConfig.model_fields]
     if unknown:
         key = unknown[0]
+        if key in RENAMED_KEYS:
+            raise ConfigError(
+                f"{sources.get(key, where)}: key {key!r} is now called {RENAMED_KEYS[key]!r}; "
+                "rename it"
+            )
         raise ConfigError(
             f"{sources.get(key, where)}: unknown key {key!r}; known: {', '.join(TrialConfig.model_fields)}"
         )

@@ -2,7 +2,7 @@
 
 ``FBP`` is the paper's factorised bilinear pooling (Eq. 9, Fig. 2); ``Concat`` is the baseline
 ``[a : v]``. Both are ``forward(a [B, dim_a], v [B, dim_v]) -> [B, out_dim]``. Register a new kind
-with ``@FUSIONS.register("name")``.
+with ``@FUSIONS.register("name")`` and declare its name in ``trainables.kinds``.
 """
 
 from __future__ import annotations
