@@ -27,7 +27,8 @@ CONFIGS = sorted((REPO / "conf" / "search").glob("*.yaml"))
 def test_every_shipped_config_loads_and_samples_with_its_conditionals(path: Path):
     import optuna
 
-    from search.space import SpaceSampler, trial_defaults
+    from search.space import SpaceSampler
+    from search.trial_fields import trial_defaults
     from trainables import TrialConfig
 
     config = load_search_config(path, check_stores=False)
@@ -117,16 +118,18 @@ def test_cli_bad_input_is_one_line_before_any_trial(tmp_path: Path):
 def test_pruned_trials_reach_optuna_as_pruned():
     import optuna
 
-    from search.tune_runner import make_searcher
+    from search.adapter import make_searcher
 
     config = load_search_config(DEMO_CONFIG, ["budget.num_trials=3"], check_stores=False)
-    searcher = make_searcher(config).searcher
+    storage = optuna.storages.InMemoryStorage()
+    searcher = make_searcher(config, storage=storage).searcher
     for trial_id, finished in (("a", 1), ("b", 0)):
         searcher.suggest(trial_id)
         result = {"val_acc": 0.4, "training_iteration": 1, "finished": finished}
         searcher.on_trial_result(trial_id, result)
         searcher.on_trial_complete(trial_id, result)
-    states = [t.state for t in searcher._ot_study.trials]
+    study = optuna.load_study(study_name=config.name, storage=storage)
+    states = [t.state for t in study.trials]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
 
 
