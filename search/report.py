@@ -95,7 +95,9 @@ def _val_hits(uri: str, run_ids: set[str]) -> dict[str, np.ndarray]:
     hits, order = {}, None
     with tempfile.TemporaryDirectory() as folder:
         for run_id in sorted(run_ids):
-            path = client.download_artifacts(run_id, SCORES_FILE, str(Path(folder, run_id)))
+            into = Path(folder, run_id)
+            into.mkdir()  # MLflow 2.10 downloads only into a folder that exists
+            path = client.download_artifacts(run_id, SCORES_FILE, str(into))
             scores = read_scores(path, f"run {run_id}", error=TrackingError)
             ids, right = scores["clip_ids_val"], scores["val"].argmax(1) == scores["labels_val"]
             if order is None:
