@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
@@ -19,11 +18,13 @@ PACKAGES = ("ray", "optuna", "mlflow")
 
 def lowest() -> dict[str, tuple[str, str]]:
     """package -> (requirement with its extras, lowest version allowed)."""
-    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
     found = {}
-    for requirement in project["project"]["dependencies"]:
-        match = re.fullmatch(r"([A-Za-z0-9_.-]+)(\[[^\]]*\])?>=([0-9][0-9A-Za-z.]*)", requirement)
-        if match and match[1] in PACKAGES:
+    # The dependency lines: "NAME[EXTRAS]>=VERSION", (tomllib is Python 3.11+; 3.10 is supported).
+    for match in re.finditer(
+        r'^\s*"([A-Za-z0-9_.-]+)(\[[^\]]*\])?>=([0-9][0-9A-Za-z.]*)"', text, re.M
+    ):
+        if match[1] in PACKAGES:
             found[match[1]] = (match[1] + (match[2] or ""), match[3])
     missing = set(PACKAGES) - set(found)
     if missing:
