@@ -10,7 +10,7 @@ MLFLOW_UI_PORT ?= 5000
 # One name per `make demo` run: the search's MLflow experiment and its ensemble folder.
 DEMO_NAME := demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup demo test lint ui clean
+.PHONY: setup demo test test-lowest lint ui clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,19 @@ lint: setup
 test: lint
 	$(VENV)/bin/pytest -q
 
+# The search tests on the lowest Ray, Optuna and MLflow pyproject.toml allows (.ci/lowest.py reads
+# them from it): a venv holding only those (and .ci/lowest-era.txt's caps on their own dependencies)
+# layered over the main venv, so torch and the rest are not installed twice.
+LOWEST_VENV ?= .venv-lowest
+LOWEST_TESTS ?= tests/test_search.py -k "pruned or rebuilt or records_every_trial or status_prints"
+
+test-lowest: setup
+	@test -x $(LOWEST_VENV)/bin/python || $(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -c "import site, sys; open(site.getsitepackages()[0] + '/avfusion-main.pth', 'w').write(f'import site; site.addsitedir({sys.argv[1]!r})\\n')" "$$($(PY) -c 'import site; print(site.getsitepackages()[0])')"
+	$(LOWEST_VENV)/bin/python -m pip install -q $$($(PY) .ci/lowest.py) -c .ci/lowest-era.txt
+	$(LOWEST_VENV)/bin/python .ci/lowest.py --check
+	$(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS)
+
 # The UI needs MLflow alone: the project's venv when it exists, else a small one with only MLflow.
 UI_VENV ?= .venv-ui
 UI_MLFLOW := $(if $(wildcard $(VENV)/bin/mlflow),$(VENV)/bin/mlflow,$(UI_VENV)/bin/mlflow)
@@ -48,4 +61,4 @@ ui: $(UI_MLFLOW)
 	$(UI_MLFLOW) ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root ./mlruns/artifacts --host 127.0.0.1 --port $(MLFLOW_UI_PORT)
 
 clean:
-	rm -rf $(VENV) $(UI_VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(UI_VENV) $(LOWEST_VENV) .pytest_cache .ruff_cache

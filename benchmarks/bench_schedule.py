@@ -33,7 +33,7 @@ def run(setting: str, seed: int, demo: Path, trials: int, work: Path):
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"{name} failed:\n{result.stderr[-3000:]}")
-    from search.tune_runner import search_status
+    from search.outcome import search_status
 
     return search_status(name, tracking_uri=f"sqlite:///{work}/mlflow.db")
 

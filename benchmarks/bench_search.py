@@ -7,7 +7,7 @@ All three run the same trivial trials (tiny stores, a couple of epochs) one at a
 remains after subtracting the bare loop's time is what the machinery costs per trial:
 
 - bare loop: ``train_trial`` on each configuration in one process, nothing else;
-- ours: ``search.tune_runner.run_search`` (OptunaSearch + ASHA + an MLflow run per trial with its
+- ours: ``search.driver.run_search`` (OptunaSearch + ASHA + an MLflow run per trial with its
   artifacts and plots, reused actors), ``max_concurrent=1``; startup (Ray, stores, experiment) is
   shown separately from the per-trial figure;
 - stock: a Tuner with OptunaSearch enqueuing the same configurations, ``MLflowLoggerCallback`` and
@@ -52,9 +52,10 @@ def main() -> int:
     from test_search_support import DEMO_CONFIG, write_tiny_stores
 
     import feature_store
-    from search import plots, tracking
+    from avcore import results
+    from search import plot_actor, trial_runs
     from search.config import load_search_config
-    from search.tune_runner import run_search
+    from search.driver import run_search
     from trainables import train_trial
 
     work = Path(tempfile.mkdtemp(prefix="bench_search_"))
@@ -85,7 +86,7 @@ def main() -> int:
     outcome = run_search(config)
     ours_s = time.perf_counter() - fit_started
     fit_ended_epoch = time.time()
-    runs = tracking.trial_runs(outcome.tracking_uri, outcome.experiment_id, outcome.parent_run_id)
+    runs = trial_runs.trial_runs(outcome.tracking_uri, outcome.experiment_id, outcome.parent_run_id)
     runs.sort(key=lambda r: r.info.start_time)
     first_start = runs[0].info.start_time / 1000
     first_end, last_end = runs[0].info.end_time / 1000, runs[-1].info.end_time / 1000
@@ -94,9 +95,9 @@ def main() -> int:
         params = run.data.params
         keep = set(config.space) | {"visual_feature", "audio_feature"}
         trial_configs.append({k: _typed(params[k]) for k in keep if k in params})
-    statuses = {r.data.tags.get(tracking.STATUS) for r in runs}
+    statuses = {r.data.tags.get(results.STATUS) for r in runs}
     # When each run's PNGs landed (the embedded store keeps artifacts on this disk).
-    landed = sorted(max(_mtime(run, name) for name in plots.PLOTS) for run in runs)
+    landed = sorted(max(_mtime(run, name) for name in plot_actor.PLOTS) for run in runs)
 
     # -- bare loop ------------------------------------------------------------------------------
     data = feature_store.pair(root / "visual" / "basic", root / "audio" / "spectrogram").load()

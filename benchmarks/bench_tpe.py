@@ -21,7 +21,7 @@ How it works, so the figure is cheap to repeat and cannot be tuned by accident:
    is cached in a JSON file keyed on the full trial config, the seed and both stores' checksums. A
    re-run trains only what the cache lacks. A configuration's value is its mean over the seeds;
    the best configuration is the maximum over the whole grid, not over what a sampler visited.
-3. For each of ``--seeds`` seeds, the project's own searcher (``search.tune_runner.make_searcher``:
+3. For each of ``--seeds`` seeds, the project's own searcher (``search.adapter.make_searcher``:
    OptunaSearch over ``search.space.SpaceSampler``, with ``sampler: tpe`` — seeded, multivariate,
    group, n_startup_trials from the budget — or ``sampler: random``, Optuna's RandomSampler) is
    driven for ``--trials`` sequential trials (``max_concurrent=1``, so no constant liar). With
@@ -332,7 +332,7 @@ def search_values(args, sampler: str, seed: int, observe) -> list[float]:
     in trial order (what "reached 98 % of the best" is judged on)."""
     import random
 
-    from search.tune_runner import make_searcher
+    from search.adapter import make_searcher
 
     searcher = make_searcher(load_config(args, sampler, seed))
     rng = random.Random(f"observe-{seed}")  # both samplers see the same draws for a configuration

@@ -8,10 +8,10 @@ do (``conf/cluster/mlflow-server.sh``: the basic-auth app, ``--serve-artifacts``
 over HTTP as from a cluster's nodes), (a) on a SQLite file, (b) on the PostgreSQL that script
 starts (Debian's ``postgresql``; ``psycopg[binary]`` in the venv); every trial authenticates
 (``AVFUSION_MLFLOW_AUTH_CACHE_S=0`` measures the server without its password cache). Then ``--concurrency`` worker processes, each a trial's node, log ``--trials`` trials through
-``search.tracking.TrialRecorder`` exactly as ``search/trial.py`` does: the run with its tags and
+``search.recorder.TrialRecorder`` exactly as ``search/trial.py`` does: the run with its tags and
 params, ``config.yaml``, one ``log_batch`` of metrics per epoch, ``scores.npz`` (AFEW-sized: 383 val
 and 653 test clips) and ``attention.json``, the FINISHED status, and then the two PNGs that
-``search.plots.draw_plots`` draws (what the plotter actors do). Printed per backend: runs lost
+``search.plot_actor.draw_plots`` draws (what the plotter actors do). Printed per backend: runs lost
 (a trial with no FINISHED run), runs duplicated (a trial with more than one run), errors, and the
 logging time per epoch and per trial at the 50th and 99th percentile (target: 0 lost,
 0 duplicated, p99 per epoch <= 1 s on PostgreSQL), with PostgreSQL's p50 against SQLite's.
@@ -116,8 +116,8 @@ def fake_result(index: int, epochs: int):
 
 def one_trial(context, index: int, epochs: int, plots: bool) -> dict[str, object]:
     """Log one trial as ``search/trial.py`` does; return the time each logging step took."""
-    from search.plots import draw_plots
-    from search.tracking import TrialRecorder
+    from search.plot_actor import draw_plots
+    from search.recorder import TrialRecorder
 
     params = {"visual_attention": "transformer", "audio_attention": "relation", "fusion": "fbp",
               "lr": 3e-4, "epochs": epochs, "seed": index, "visual_feature": "f-meanstd",
@@ -162,10 +162,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def drive(uri: str, trials: int, concurrency: int, epochs: int, plots: bool) -> dict[str, float]:
+    from avcore.results import KIND, STATUS, TRIAL_ID
     from search import tracking
+    from search.parent_run import ensure_experiment
     from search.tracking import TrackingContext
 
-    experiment_id = tracking.ensure_experiment(uri, SEARCH)
+    experiment_id = ensure_experiment(uri, SEARCH)
     parent = tracking.client(uri).create_run(experiment_id, run_name=SEARCH).info.run_id
     context = TrackingContext(uri, experiment_id, parent, SEARCH, "bench")
     results, start = [], time.perf_counter()
@@ -180,14 +182,14 @@ def drive(uri: str, trials: int, concurrency: int, epochs: int, plots: bool) -> 
                 )
     wall = time.perf_counter() - start
     runs = tracking.client(uri).search_runs(
-        [experiment_id], f"tags.`{tracking.KIND}` = 'trial'", max_results=50000
+        [experiment_id], f"tags.`{KIND}` = 'trial'", max_results=50000
     )
     per_trial: dict[str, list] = {}
     for run in runs:
-        per_trial.setdefault(run.data.tags.get(tracking.TRIAL_ID), []).append(run)
+        per_trial.setdefault(run.data.tags.get(TRIAL_ID), []).append(run)
     finished = {
         trial for trial, found in per_trial.items()
-        if any(r.info.status == "FINISHED" and r.data.tags.get(tracking.STATUS) == tracking.FINISHED
+        if any(r.info.status == "FINISHED" and r.data.tags.get(STATUS) == "finished"
                and len(r.data.metrics) >= 4 for r in found)
     }  # fmt: skip
     errors = [r for r in results if r["error"]]

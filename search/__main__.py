@@ -40,8 +40,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     from search.config import load_search_config
-    from search.tracking import format_leaderboard
-    from search.tune_runner import run_search
+    from search.driver import run_search
+    from search.leaderboard import format_leaderboard
 
     config = load_search_config(args.config, args.overrides, smoke_test=args.smoke_test)
     outcome = run_search(config, num_cpus=args.num_cpus)
@@ -97,8 +97,8 @@ def _add_resume(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_resume(args: argparse.Namespace) -> int:
-    from search.tracking import format_leaderboard
-    from search.tune_runner import resume_search
+    from search.driver import resume_search
+    from search.leaderboard import format_leaderboard
 
     return _print_outcome(
         resume_search(args.name, storage_path=args.storage, num_cpus=args.num_cpus),
@@ -117,8 +117,8 @@ def _add_status(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from search.tracking import format_leaderboard
-    from search.tune_runner import search_status
+    from search.leaderboard import format_leaderboard
+    from search.outcome import search_status
 
     outcome = search_status(args.name, tracking_uri=args.tracking_uri)
     print(format_leaderboard(outcome.leaderboard, outcome.oracle or None, limit=args.limit))
@@ -133,8 +133,8 @@ def _add_report(parser: argparse.ArgumentParser) -> None:
 def _run_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from search.outcome import search_status
     from search.report import write_report
-    from search.tune_runner import search_status
 
     outcome = search_status(args.name, tracking_uri=args.tracking_uri)
     text, folder = write_report(outcome, Path(args.out) if args.out else None)
@@ -194,12 +194,12 @@ COMMANDS: dict[str, Command] = {
     "resume": Command("continue an interrupted search where it stopped", _add_resume, _run_resume),
     "status": Command("print a search's leaderboard so far, from MLflow", _add_status, _run_status),
     "confirm": Command(
-        "retrain the best trials with fresh seeds (MLflow runs tagged avfusion.kind=confirm)",
+        "retrain the best trials with fresh seeds (child runs of the search, kind confirm)",
         _add_confirm,
         _run_confirm,
     ),
     "refit": Command(
-        "retrain the best trials on train + val (MLflow runs tagged avfusion.kind=refit)",
+        "retrain the best trials on train + val (child runs of the search, kind refit)",
         _add_refit,
         _run_refit,
     ),

@@ -23,9 +23,8 @@ from avcore import guards
 from avcore.parsing import parse_key_value, pydantic_line
 from avcore.tracking import DEFAULT_URI
 from search.errors import SearchConfigError
+from search.trial_fields import FEATURE_KEYS, RESERVED_TRIAL_FIELDS, trial_config_class
 
-# Trial fields the search sets itself: epochs comes from the budget, the seed from the search seed.
-RESERVED_TRIAL_FIELDS = ("epochs", "seed")
 # What ``--smoke-test`` changes: a handful of tiny trials that still exercise ASHA and concurrency.
 SMOKE_TEST: dict[str, Any] = {
     "budget.num_trials": 4,
@@ -241,8 +240,6 @@ def config_from_dict(
 
 def check_trial_fields(config: SearchConfig, source: str) -> None:
     """Every space key and fixed trial key is a trial field, and every value a trial accepts."""
-    from search.space import FEATURE_KEYS, trial_config_class
-
     trial_class = trial_config_class()
     fields = set(trial_class.model_fields)
     for section, keys in (("space", config.space), ("trial", config.trial)):

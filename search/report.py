@@ -20,8 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
-from search import tracking
-from search.tune_runner import SearchOutcome
+from avcore.results import (
+    CONFIRM,
+    CONFIRMS,
+    FINISHED,
+    KIND,
+    PARENT,
+    SCORES_FILE,
+    STATUS,
+    read_scores,
+)
+from search.errors import TrackingError
+from search.outcome import SearchOutcome
+from search.tracking import client as mlflow_client
 from trainables.config import trial_label
 
 ATTENTION_ORDER = ("mean", "self", "relation", "transformer")
@@ -52,7 +63,7 @@ def paired_bootstrap_supports(
 
 
 def _cell(table, oracle, **where) -> Cell:
-    rows = table[(table["status"] == tracking.FINISHED)]
+    rows = table[(table["status"] == FINISHED)]
     for key, value in where.items():
         rows = rows[rows[key] == value]
     if rows.empty:
@@ -80,13 +91,15 @@ def _mark_similar(cells: dict, hits: dict[str, np.ndarray]) -> dict:
 
 def _val_hits(uri: str, run_ids: set[str]) -> dict[str, np.ndarray]:
     """Each run's per-clip correctness on val, in one clip order (from its ``scores.npz``)."""
-    client = tracking.client(uri)
+    client = mlflow_client(uri)
     hits, order = {}, None
     with tempfile.TemporaryDirectory() as folder:
         for run_id in sorted(run_ids):
-            path = client.download_artifacts(run_id, "scores.npz", str(Path(folder, run_id)))
-            with np.load(path, allow_pickle=False) as scores:
-                ids, right = scores["clip_ids_val"], scores["val"].argmax(1) == scores["labels_val"]
+            into = Path(folder, run_id)
+            into.mkdir()  # MLflow 2.10 downloads only into a folder that exists
+            path = client.download_artifacts(run_id, SCORES_FILE, str(into))
+            scores = read_scores(path, f"run {run_id}", error=TrackingError)
+            ids, right = scores["clip_ids_val"], scores["val"].argmax(1) == scores["labels_val"]
             if order is None:
                 order = {clip: i for i, clip in enumerate(ids)}
             aligned = np.empty(len(order), dtype=bool)
@@ -112,17 +125,15 @@ class Report:
 
 def _confirmed(outcome: SearchOutcome) -> list[tuple[str, list[float]]]:
     """Each confirmed trial's val accuracy over its search seed and its confirm seeds."""
-    runs = tracking.client(outcome.tracking_uri).search_runs(
+    runs = mlflow_client(outcome.tracking_uri).search_runs(
         [outcome.experiment_id],
-        f"tags.`{tracking.PARENT}` = '{outcome.parent_run_id}' and tags.`{tracking.KIND}` = "
-        "'confirm' and tags.`avfusion.status` = 'finished'",
+        f"tags.`{PARENT}` = '{outcome.parent_run_id}' and tags.`{KIND}` = '{CONFIRM}' "
+        f"and tags.`{STATUS}` = '{FINISHED}'",
         max_results=50000,
     )
     by_trial: dict[str, list[float]] = {}
     for run in runs:
-        by_trial.setdefault(run.data.tags["avfusion.confirms"], []).append(
-            run.data.metrics["val_acc"]
-        )
+        by_trial.setdefault(run.data.tags[CONFIRMS], []).append(run.data.metrics["val_acc"])
     table = outcome.leaderboard.set_index("run_id")
     rows = []
     for run_id, values in by_trial.items():
@@ -261,6 +272,6 @@ def write_report(outcome: SearchOutcome, out: Path | None = None) -> tuple[str, 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.md").write_text(text)
     plot_table2(report, folder / "table2.png", outcome.name)
-    client = tracking.client(outcome.tracking_uri)
+    client = mlflow_client(outcome.tracking_uri)
     client.log_artifacts(outcome.parent_run_id, str(folder), artifact_path="report")
     return text, folder

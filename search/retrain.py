@@ -27,12 +27,15 @@ from typing import Any
 
 import yaml
 
-from avcore.results import CONFIRM, CONFIRMS, REFIT, REFITS, SEED
-from search import tracking
+from avcore.results import CONFIRM, CONFIRMS, FINISHED, REFIT, REFITS, SEED
+from search.cluster import init_ray
 from search.config import config_from_dict
 from search.errors import SearchError
-from search.plots import draw_plots
-from search.tune_runner import init_ray, load_stores, search_status
+from search.outcome import search_status
+from search.plot_actor import draw_plots
+from search.recorder import TrialRecorder
+from search.stores import load_stores
+from search.tracking import TrackingContext, client, git_commit
 from trainables.config import trial_label
 
 SEED_OFFSET = 1000  # confirm seeds: 1001, 1002, ... never a search's own seed
@@ -62,19 +65,20 @@ def _retrain(
     trial_config: dict[str, Any],
     features: tuple[str, str],
     stores,
-    context: tracking.TrackingContext,
+    context: TrackingContext,
     of_run: str,
     kind: str,
 ) -> float:
     """One retrain on whichever node Ray places it; its MLflow run is complete when this returns."""
     from feature_store.store import StorePair
-    from trainables import train_trial, validate_config
+    from trainables.config import validate_config
+    from trainables.train import train_trial
 
     config = validate_config(trial_config, where=f"{kind} trial config")
     visual, audio = stores["visual"][features[0]], stores["audio"][features[1]]
     link = CONFIRMS if kind == CONFIRM else REFITS
     what = f"seed {config.seed}" if kind == CONFIRM else f"{config.epochs} epochs on train+val"
-    recorder = tracking.TrialRecorder(
+    recorder = TrialRecorder(
         context,
         trial_id=f"{of_run[:8]}-{kind}-{config.seed}",
         run_name=f"{config.label(*features)} {kind} {what}",
@@ -104,7 +108,7 @@ class _Retraining:
     best: Any  # leaderboard rows
     configs: dict[str, dict[str, Any]]
     stores: Any
-    context: tracking.TrackingContext
+    context: TrackingContext
     remote: Any
 
 
@@ -114,30 +118,31 @@ def _prepare(name: str, top: int, tracking_uri: str | None, num_cpus: int | None
     if top < 1:
         raise SearchError(f"--top must be >= 1, got {top}")
     outcome = search_status(name, tracking_uri=tracking_uri)
-    client = tracking.client(outcome.tracking_uri)
+    mlflow_client = client(outcome.tracking_uri)
     table = outcome.leaderboard
-    best = table[table["status"] == tracking.FINISHED].head(top)
+    best = table[table["status"] == FINISHED].head(top)
     if best.empty:
         raise SearchError(f"search {name!r} has no finished trial to retrain")
     with tempfile.TemporaryDirectory() as folder:
         raw = yaml.safe_load(
             Path(
-                client.download_artifacts(outcome.parent_run_id, "search.yaml", folder)
+                mlflow_client.download_artifacts(outcome.parent_run_id, "search.yaml", folder)
             ).read_text()
         )
         configs = {
             row.run_id: yaml.safe_load(
-                Path(client.download_artifacts(row.run_id, "config.yaml", folder)).read_text()
+                Path(
+                    mlflow_client.download_artifacts(row.run_id, "config.yaml", folder)
+                ).read_text()
             )
             for row in best.itertuples()
         }
     config = config_from_dict(raw, source=f"search {name!r} (its search.yaml in MLflow)")
     stores = load_stores(config)
     init_ray(num_cpus)
-    context = tracking.TrackingContext(
-        outcome.tracking_uri, outcome.experiment_id, outcome.parent_run_id, name,
-        tracking.git_commit(),
-    )  # fmt: skip
+    context = TrackingContext(
+        outcome.tracking_uri, outcome.experiment_id, outcome.parent_run_id, name, git_commit()
+    )
     remote = ray.remote(num_cpus=config.resources.cpus, num_gpus=config.resources.gpu)(_retrain)
     return _Retraining(outcome, best, configs, ray.put(stores), context, remote)
 
@@ -179,10 +184,10 @@ def refit_search(
     import ray
 
     job = _prepare(name, top, tracking_uri, num_cpus)
-    client = tracking.client(job.outcome.tracking_uri)
+    mlflow_client = client(job.outcome.tracking_uri)
     pending, chosen = [], []
     for row in job.best.itertuples():
-        history = client.get_metric_history(row.run_id, "val_acc")
+        history = mlflow_client.get_metric_history(row.run_id, "val_acc")
         epochs = max(history, key=lambda m: (m.value, -m.step)).step if history else None
         epochs = int(epochs or job.configs[row.run_id]["epochs"])
         features = (row.visual_feature, row.audio_feature)

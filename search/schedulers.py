@@ -66,3 +66,17 @@ class GroupedASHA(FIFOScheduler):
             f"{self.group_key}={name}: {scheduler.debug_string()}"
             for name, scheduler in self._groups.items()
         )
+
+
+def make_scheduler(budget: Any) -> FIFOScheduler:
+    """ASHA on ``training_iteration`` (epochs) from a search's ``budget``; with
+    ``budget.compare_within`` one ASHA per value of that sampled parameter (``GroupedASHA``)."""
+    options = dict(
+        time_attr="training_iteration",
+        max_t=budget.epochs,
+        grace_period=budget.grace_period,
+        reduction_factor=budget.reduction_factor,
+    )
+    if budget.compare_within:
+        return GroupedASHA(budget.compare_within, **options)
+    return ASHAScheduler(**options)

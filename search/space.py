@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from search.config import Range, SearchConfig
+from search.trial_fields import FEATURE_KEYS
 
-FEATURE_KEYS = ("visual_feature", "audio_feature")
 # Drawn first, in this order: every condition below depends only on these.
 PARENT_KEYS = ("visual_attention", "audio_attention", "fusion", "optimizer", "frame_sampling")
 
@@ -37,18 +37,6 @@ CONDITIONS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "momentum": lambda params: params.get("optimizer") == "sgd",
     "frame_segments": lambda params: params.get("frame_sampling") == "segments",
 }
-
-
-def trial_config_class() -> type:
-    """``trainables.TrialConfig``, imported on first use (it brings torch)."""
-    from trainables import TrialConfig
-
-    return TrialConfig
-
-
-def trial_defaults() -> dict[str, Any]:
-    fields = trial_config_class().model_fields
-    return {name: field.default for name, field in fields.items() if not field.is_required()}
 
 
 class SpaceSampler:

@@ -1,6 +1,8 @@
-"""The function Ray Tune runs for every trial, on whichever node Ray places it.
+"""The Tune trainable: what Ray Tune runs for every trial of a search, on whichever node Ray places
+it (the trial side; the driver never calls it). Not to be confused with ``trainables.train_trial``,
+which trains one configuration on a pair of stores and knows nothing of Tune or MLflow.
 
-It turns Optuna's sampled parameters into a ``TrialConfig``, pairs the two stores the driver put in
+``run_trial`` turns Optuna's sampled parameters into a ``TrialConfig``, pairs the two stores the driver put in
 the object store (zero-copy numpy), trains with ``trainables.train_trial`` and records the trial in
 MLflow through the tracking URI as it goes. The last epoch's result goes to Tune only after the
 run holds its artifacts and status ``finished``: a result with ``finished=1`` is therefore a
@@ -15,9 +17,12 @@ from typing import Any
 
 import yaml
 
+from avcore import search_tags
+from avcore.results import EPOCHS_DONE, FINISHED, STATUS
 from feature_store.store import Store, StorePair
-from search import tracking
-from search.tracking import TrackingContext, TrialRecorder
+from search.recorder import TrialRecorder
+from search.tracking import TrackingContext
+from search.trial_runs import delete_runs, runs_of_trial
 
 
 @dataclass(frozen=True)
@@ -35,10 +40,13 @@ class TrialContext:
 def run_trial(
     config: dict[str, Any], *, stores: Mapping[str, Mapping[str, Store]], context: TrialContext
 ) -> None:
+    """One trial: Optuna's sampled ``config`` trained on its two stores, reported to Tune epoch by
+    epoch and recorded in MLflow (``search.recorder``)."""
     import ray
     from ray import tune
 
-    from trainables import train_trial, validate_config
+    from trainables.config import validate_config
+    from trainables.train import train_trial
 
     sampled = dict(config)
     visual_feature = sampled.pop("visual_feature")
@@ -64,13 +72,9 @@ def run_trial(
             "audio_store_checksum": audio.checksum,
         },
         tags={
-            "avfusion.node_id": ray.get_runtime_context().get_node_id(),
-            "avfusion.visual_checksum": visual.checksum,
-            "avfusion.audio_checksum": audio.checksum,
-            # Whether the features' sha256 and finiteness were checked (stores.validate_deep);
-            # the clip tables' hashes are checked on every open.
-            "avfusion.visual_deep_validated": str(visual.deep_validated).lower(),
-            "avfusion.audio_deep_validated": str(audio.deep_validated).lower(),
+            search_tags.NODE_ID: ray.get_runtime_context().get_node_id(),
+            **_store_tags("visual", visual),
+            **_store_tags("audio", audio),
         },
         config_yaml=yaml.safe_dump(trial_config.model_dump(), sort_keys=False),
     )
@@ -93,18 +97,27 @@ def run_trial(
     tune.report({**(held or result.history[-1]), **extra, "finished": 1})
 
 
+def _store_tags(modality: str, store: Store) -> dict[str, str]:
+    # Whether the features' sha256 and finiteness were checked (stores.validate_deep); the clip
+    # tables' hashes are checked on every open.
+    return {
+        search_tags.checksum(modality): store.checksum,
+        search_tags.deep_validated(modality): str(store.deep_validated).lower(),
+    }
+
+
 def _replayed(context: TrialContext, trial_id: str) -> bool:
     """On resume, Tune starts again every trial its last snapshot had not seen end. One whose run
     is complete in MLflow is not trained twice: its final result goes back to Tune from the run.
     Any other run of it (interrupted, stopped, failed) is deleted, so the rerun is its only one."""
     from ray import tune
 
-    runs = tracking.runs_of_trial(context.tracking, trial_id)
-    done = next((r for r in runs if r.data.tags.get(tracking.STATUS) == tracking.FINISHED), None)
-    tracking.delete_runs(context.tracking.uri, [r.info.run_id for r in runs if r is not done])
+    runs = runs_of_trial(context.tracking, trial_id)
+    done = next((r for r in runs if r.data.tags.get(STATUS) == FINISHED), None)
+    delete_runs(context.tracking.uri, [r.info.run_id for r in runs if r is not done])
     if done is None:
         return False
-    epochs = int(done.data.tags.get("avfusion.epochs_done") or context.epochs)
+    epochs = int(done.data.tags.get(EPOCHS_DONE) or context.epochs)
     metrics = {k: v for k, v in done.data.metrics.items() if k not in ("epoch", "epochs")}
     tune.report(
         {

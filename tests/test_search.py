@@ -27,7 +27,8 @@ CONFIGS = sorted((REPO / "conf" / "search").glob("*.yaml"))
 def test_every_shipped_config_loads_and_samples_with_its_conditionals(path: Path):
     import optuna
 
-    from search.space import SpaceSampler, trial_defaults
+    from search.space import SpaceSampler
+    from search.trial_fields import trial_defaults
     from trainables import TrialConfig
 
     config = load_search_config(path, check_stores=False)
@@ -117,17 +118,50 @@ def test_cli_bad_input_is_one_line_before_any_trial(tmp_path: Path):
 def test_pruned_trials_reach_optuna_as_pruned():
     import optuna
 
-    from search.tune_runner import make_searcher
+    from search.adapter import make_searcher
 
     config = load_search_config(DEMO_CONFIG, ["budget.num_trials=3"], check_stores=False)
-    searcher = make_searcher(config).searcher
+    storage = optuna.storages.InMemoryStorage()
+    searcher = make_searcher(config, storage=storage).searcher
     for trial_id, finished in (("a", 1), ("b", 0)):
         searcher.suggest(trial_id)
         result = {"val_acc": 0.4, "training_iteration": 1, "finished": finished}
         searcher.on_trial_result(trial_id, result)
         searcher.on_trial_complete(trial_id, result)
-    states = [t.state for t in searcher._ot_study.trials]
+    study = optuna.load_study(study_name=config.name, storage=storage)
+    states = [t.state for t in study.trials]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
+
+
+def test_optunas_view_of_a_search_is_rebuilt_from_its_runs():
+    """The study behind the parent run's Optuna plots comes from the finished trial runs (MLflow
+    keeps params as strings, and every trial field, sampled or not): each trial gets back exactly
+    the parameters it sampled, with their values; runs that did not finish are left out."""
+    from types import SimpleNamespace
+
+    import optuna
+
+    from avcore.results import FINISHED, STATUS, STOPPED_EARLY
+    from search.space import SpaceSampler
+    from search.study import study_from_runs
+    from search.trial_fields import trial_defaults
+
+    config = load_search_config(DEMO_CONFIG, check_stores=False)
+    defaults = trial_defaults()
+    asked = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    runs, sampled = [], []
+    for i in range(8):
+        trial = asked.ask()
+        SpaceSampler(config, defaults)(trial)
+        params = {k: str(v) for k, v in {**defaults, **trial.params}.items()}
+        status = FINISHED if i % 4 else STOPPED_EARLY
+        data = SimpleNamespace(params=params, metrics={"val_acc": i / 10}, tags={STATUS: status})
+        runs.append(SimpleNamespace(data=data))
+        if status == FINISHED:
+            sampled.append((trial.params, i / 10))
+    rebuilt = study_from_runs(config, runs)
+    assert [(t.params, t.value) for t in rebuilt.trials] == sampled
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in rebuilt.trials)
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +234,8 @@ def test_smoke_search_records_every_trial_in_mlflow(smoke):
     assert parent.data.tags["avfusion.best_run_id"] in {
         r.info.run_id for r in by_status["finished"]
     }
+    if len(by_status["finished"]) >= 2:  # Optuna's plots (or why one could not be drawn)
+        assert {"param_importances.png", "param_importances.txt"} & parent_artifacts
 
 
 @pytest.mark.slow
@@ -476,3 +512,42 @@ def test_grouped_asha_judges_fbp_against_fbp_only():
     stop, go = TrialScheduler.STOP, TrialScheduler.CONTINUE
     assert decisions["one"][2:] == [stop, stop]  # one ASHA cuts both FBP trials at the first rung
     assert decisions["grouped"] == [go, stop, go, go]
+
+
+@pytest.mark.slow
+def test_ensembling_builds_from_the_smoke_search_on_the_embedded_default(smoke, tmp_path: Path):
+    """Issue 13: the MLflow experiment a real search left in the embedded default store (SQLite
+    under ./mlruns, no URI given anywhere) handed to `python -m ensembling build`: every member of
+    the ensemble is a finished trial run of that search, and the submission holds every test clip.
+    The tags are read through the results contract (avcore.results) alone."""
+    import zipfile
+
+    from mlflow.tracking import MlflowClient
+
+    from avcore import results
+
+    work, _ = smoke
+    out = tmp_path / "ensemble"
+    args = ["build", "--experiment", "demo", "--rounds", "5", "--out", str(out)]
+    build = run_cli("ensembling", args, work, timeout=240)  # cwd: the search's ./mlruns
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-3000:]
+
+    client = MlflowClient(f"sqlite:///{work}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("demo")
+    parents = client.search_runs(
+        [experiment.experiment_id], f"tags.`{results.KIND}` = '{results.SEARCH_RUN}'"
+    )
+    assert len(parents) == 1
+    finished = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`{results.PARENT}` = '{parents[0].info.run_id}' and tags.`{results.KIND}` = "
+        f"'{results.TRIAL}' and tags.`{results.STATUS}` = '{results.FINISHED}'",
+    )
+    members = {m["run_id"] for m in json.loads((out / "ensemble.json").read_text())["members"]}
+    assert members and members <= {r.info.run_id for r in finished}
+    with zipfile.ZipFile(out / "submission.zip") as archive:
+        assert len(archive.namelist()) == 10  # the tiny stores' test clips, one .txt each
+    ensembles = client.search_runs(
+        [experiment.experiment_id], f"tags.`{results.KIND}` = '{results.ENSEMBLE}'"
+    )
+    assert len(ensembles) == 1  # and it is recorded beside the search it came from

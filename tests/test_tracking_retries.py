@@ -12,8 +12,12 @@ import numpy as np
 import pytest
 from mlflow_server import serve
 
+from avcore import results
 from search import tracking
-from search.tracking import LoggingFailed, TrackingContext, TrialRecorder
+from search.parent_run import ensure_experiment
+from search.recorder import TrialRecorder
+from search.tracking import LoggingFailed, TrackingContext
+from search.trial_runs import mark_failed_if_running
 from trainables.result import TrialResult
 
 
@@ -29,7 +33,7 @@ def _result() -> TrialResult:
 
 
 def _recorder(uri: str, trial_id: str) -> TrialRecorder:
-    experiment_id = tracking.ensure_experiment(uri, "retries")
+    experiment_id = ensure_experiment(uri, "retries")
     parent = tracking.client(uri).create_run(experiment_id).info.run_id
     context = TrackingContext(uri, experiment_id, parent, "retries", "test")
     return TrialRecorder(
@@ -60,7 +64,7 @@ def test_a_trial_survives_a_server_restart_and_fails_with_the_reason_past_the_bo
         recorder.finish(_result())
         run = tracking.client(server.uri).get_run(recorder.run_id)
         assert run.info.status == "FINISHED"
-        assert run.data.tags[tracking.STATUS] == tracking.FINISHED
+        assert run.data.tags[results.STATUS] == results.FINISHED
         history = tracking.client(server.uri).get_metric_history(recorder.run_id, "val_acc")
         assert sorted(m.step for m in history) == [1, 2, 3]  # none lost, none twice
 
@@ -75,9 +79,9 @@ def test_a_trial_survives_a_server_restart_and_fails_with_the_reason_past_the_bo
         assert "\n" not in reason
         doomed.fail(failed.value)  # cannot reach the server either: printed, never raised
         server.start()
-        tracking.mark_failed_if_running(server.uri, doomed.run_id, reason)  # the driver
+        mark_failed_if_running(server.uri, doomed.run_id, reason)  # the driver
         run = tracking.client(server.uri).get_run(doomed.run_id)
         assert run.info.status == "FAILED"
-        assert run.data.tags[tracking.STATUS] == tracking.FAILED
+        assert run.data.tags[results.STATUS] == results.FAILED
         assert run.data.tags["avfusion.error"] == reason
     assert os.environ.get("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR") == "1"  # the shipped bound

@@ -1,4 +1,4 @@
-"""Each finished trial's PNGs (``confusion_val.png``, ``attention_val.png``), drawn off its critical path.
+"""The plotter actors of a search: each finished trial's PNGs (``confusion_val.png``, ``attention_val.png``), drawn off its critical path.
 
 Drawing the two matplotlib figures costs a trivial trial more than its training (1-2 s on two
 busy cores), so the trial uploads only ``scores.npz`` and ``attention.json`` and a Ray actor
@@ -6,7 +6,7 @@ busy cores), so the trial uploads only ``scores.npz`` and ``attention.json`` and
 through the tracking server, draws, and uploads the PNGs to the same run while the next trials
 train. ``PLOTTERS`` actors take runs in turn, so short trials do not outrun a single drawer. The
 driver waits for their queues before it closes the search, and ``ensure_plots`` draws whatever a
-crashed driver left out.
+crashed driver left out. (The figures themselves are ``trainables.plots``'.)
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import logging
 import tempfile
 from pathlib import Path
 
-from search import tracking
+from avcore.results import ATTENTION_FILE, SCORES_FILE, read_scores
+from search.errors import TrackingError
+from search.tracking import client as mlflow_client
 
 PLOTS = ("confusion_val.png", "attention_val.png")
 # Drawing one trial's PNGs takes ~0.5 s of one core; two drawers keep up with trivial trials.
@@ -26,27 +28,25 @@ logger = logging.getLogger(__name__)
 
 def draw_plots(uri: str, run_id: str, classes: list[str]) -> None:
     """Download the trial's scores and attention weights, upload its two PNGs."""
-    import numpy as np
-
-    from trainables import plots
     from trainables.config import trial_label
+    from trainables.plots import plot_attention, plot_confusion
 
-    client = tracking.client(uri)
+    client = mlflow_client(uri)
     with tempfile.TemporaryDirectory() as folder:
-        scores = np.load(
-            client.download_artifacts(run_id, "scores.npz", folder), allow_pickle=False
+        scores = read_scores(
+            client.download_artifacts(run_id, SCORES_FILE, folder),
+            f"run {run_id}",
+            error=TrackingError,
         )
         attention = json.loads(
-            Path(client.download_artifacts(run_id, "attention.json", folder)).read_text()
+            Path(client.download_artifacts(run_id, ATTENTION_FILE, folder)).read_text()
         )
         params = client.get_run(run_id).data.params
         title = f"val — {trial_label(params)}"
         out = Path(folder, "png")
         out.mkdir()
-        plots.plot_confusion(
-            scores["labels_val"], scores["val"], classes, out / PLOTS[0], title=title
-        )
-        plots.plot_attention(attention, out / PLOTS[1], classes, title=title)
+        plot_confusion(scores["labels_val"], scores["val"], classes, out / PLOTS[0], title=title)
+        plot_attention(attention, out / PLOTS[1], classes, title=title)
         client.log_artifacts(run_id, str(out))
 
 
@@ -62,9 +62,9 @@ class Plotter:
 
     def warm_up(self) -> bool:
         """matplotlib, torch and the MLflow client imported while the first trial trains."""
-        from trainables import plots  # noqa: F401
+        import trainables.plots  # noqa: F401
 
-        tracking.client(self.uri)
+        mlflow_client(self.uri)
         return True
 
     def plot(self, run_id: str) -> bool:
@@ -162,7 +162,7 @@ def ensure_plots(
 
 def _missing(uri: str, run_ids: list[str]) -> list[str]:
     """The runs among ``run_ids`` that lack one of the PNGs."""
-    client = tracking.client(uri)
+    client = mlflow_client(uri)
     return [r for r in run_ids if not set(PLOTS) <= {a.path for a in client.list_artifacts(r)}]
 
 

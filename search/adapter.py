@@ -1,0 +1,97 @@
+"""Where search meets Optuna and Ray beyond their everyday calls: the searcher Tune drives (Optuna
+TPE over ``search.space``, told which trials ASHA cut short) and the only two Ray internals the
+search uses, each with why no public API does the job.
+
+Everything else in ``search`` uses Ray Tune, Optuna and MLflow through their public APIs. Should a
+Ray or Optuna release move what is used here, this file is the one to change; ``.ci/run`` runs the
+search tests against the lowest versions pyproject allows, too.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from search.config import SearchConfig
+from search.space import SpaceSampler
+from search.trial_fields import trial_defaults
+
+METRIC, MODE = "val_acc", "max"
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch between a cluster and one host
+
+
+class PruningAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna a trial stopped by ASHA was pruned (its intermediate values
+    stay known to TPE) instead of completing it with a truncated accuracy.
+
+    OptunaSearch records a trial that ends without its metric and without an error as PRUNED
+    (its public ``on_trial_complete``); a trial that did not reach its last epoch (no
+    ``finished=1`` in its result) is handed on that way."""
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        if not error and result and result.get("finished") != 1:
+            result = {k: v for k, v in result.items() if k != self.metric}
+        super().on_trial_complete(trial_id, result, error)
+
+
+def make_searcher(config: SearchConfig, *, storage: Any | None = None) -> ConcurrencyLimiter:
+    """TPE (or random) over the search's space, at most ``budget.max_concurrent`` trials at once.
+    ``storage``: an Optuna storage to keep the study in (default: in memory, checkpointed by
+    Tune with the experiment); its study is named after the search."""
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if config.sampler == "random":
+        sampler = optuna.samplers.RandomSampler(seed=config.seed)
+    else:
+        # group + multivariate: TPE models each conditional sub-space jointly; constant_liar keeps
+        # concurrent trials from all proposing the same point.
+        sampler = optuna.samplers.TPESampler(
+            seed=config.seed,
+            n_startup_trials=max(3, min(10, config.budget.num_trials // 4)),
+            multivariate=True,
+            group=True,
+            constant_liar=config.budget.max_concurrent > 1,
+        )
+    searcher = PruningAwareOptunaSearch(
+        space=SpaceSampler(config, trial_defaults()),
+        metric=METRIC,
+        mode=MODE,
+        sampler=sampler,
+        study_name=config.name,
+        storage=storage,
+    )
+    return ConcurrencyLimiter(searcher, max_concurrent=config.budget.max_concurrent)
+
+
+def cluster_started_here() -> str | None:
+    """The address of a cluster ``ray start`` brought up on this machine (``ray submit`` runs the
+    driver on the head without ``RAY_ADDRESS``), else None.
+
+    Internal because Ray offers no public lookup: ``ray.init(address="auto")`` finds the same
+    cluster but raises when there is none, which cannot be told apart from a cluster that is
+    there and failing; this is the function ``ray.init`` itself consults."""
+    from ray._private import services
+
+    return services.find_bootstrap_address(None)
+
+
+def serve_this_host_only() -> None:
+    """A Ray started here serves this machine only. Ray turns a loopback ``_node_ip_address`` into
+    the host's outward IP (and its servers then listen on every interface) unless it is told it
+    is no cluster: with that, the node IP is 127.0.0.1 and Ray's gRPC and agent servers bind it.
+
+    Internal because the switch is an environment variable Ray reads once, when ``ray`` is first
+    imported: the variable reaches the processes Ray spawns, the constant is what this process
+    (which has imported Ray already) reads at ``ray.init``."""
+    from ray._private import ray_constants
+
+    os.environ[LOCAL_ONLY_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
