@@ -47,9 +47,10 @@ from feature_store.errors import StoreError, StoreExistsError
 from feature_store.manifest import read_manifest
 from feature_store.matrix import ClipMatrix, MatrixOutcome
 from feature_store.progress import BuildProgress
-from feature_store.recipe import RecipeBase, VisualRecipe, load_recipe
+from feature_store.recipe import RecipeBase, load_recipe
 from feature_store.store import META_FILE, Store
 from feature_store.tracks import FaceTrack, TrackCache, content_hash
+from feature_store.visual_recipe import VisualRecipe
 
 #: Frames a GPU consumer gathers (over clips) before its backbone passes.
 GPU_BATCH_FRAMES = 512

@@ -18,7 +18,7 @@ import numpy as np
 
 from feature_store.build import ClipError, Extractor, register_extractor
 from feature_store.matrix import ClipMatrix
-from feature_store.recipe import VisualRecipe
+from feature_store.visual_recipe import VisualRecipe
 
 
 class VisualExtractor(Extractor):
