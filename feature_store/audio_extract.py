@@ -32,8 +32,8 @@ from feature_store.audio_cnn import (
     segment_vectors,
     standardize,
 )
-from feature_store.build import ClipError, Extractor, register_extractor
 from feature_store.devices import resolve_device
+from feature_store.extractor import ClipError, Extractor, register_extractor
 from feature_store.recipe import RecipeBase, register_recipe
 
 PREVIEW_FRAMES = 400  # 4 s of spectrogram on the contact sheet

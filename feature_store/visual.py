@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from feature_store.build import ClipError, Extractor, register_extractor
+from feature_store.extractor import ClipError, Extractor, register_extractor
 from feature_store.matrix import ClipMatrix
 from feature_store.visual_recipe import VisualRecipe
 

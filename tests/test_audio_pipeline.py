@@ -19,7 +19,8 @@ from conftest import require_tool
 from feature_store.__main__ import main
 from feature_store.audio import AudioDecodeError, decode_audio, speech_spectrogram
 from feature_store.audio_cnn import AlexNet, read_weights, segment, segment_vectors, standardize
-from feature_store.build import ClipError, build_store
+from feature_store.build import build_store
+from feature_store.extractor import ClipError
 from feature_store.recipe import load_recipe
 
 SENTENCES = {
