@@ -122,7 +122,7 @@ def _add_train_audio(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_train_audio(args: argparse.Namespace) -> int:
-    from feature_store.audio_cnn import train_audio
+    from feature_store.audio.train import train_audio
 
     result = train_audio(
         args.manifest, args.recipe, args.out, epochs=args.epochs, workers=args.workers

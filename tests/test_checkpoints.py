@@ -27,7 +27,7 @@ import yaml
 from PIL import Image
 from torch import nn
 
-from feature_store.audio_cnn import read_weights
+from feature_store.audio.checkpoint import read_weights
 from feature_store.backbones import BACKBONES, WeightsError, make_backbone
 from feature_store.recipe import RecipeError, load_recipe, parse_recipe
 from feature_store.visual_specs import BackboneSpec
