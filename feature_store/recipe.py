@@ -4,7 +4,7 @@ Every recipe has ``modality: visual | audio``; the modality picks the pydantic m
 validates the rest (a discriminated union whose members register themselves with
 ``@register_recipe("audio")``). A modality's models live beside its pipeline: ``load_recipe``
 imports ``feature_store.<modality>`` on first use so that module can register its recipe model
-(and its extractor, see ``feature_store.build``). Unknown keys and bad values are
+(and its extractor, see ``feature_store.extractor``). Unknown keys and bad values are
 ``RecipeError``s naming the file and the key::
 
     >>> from feature_store.recipe import load_recipe

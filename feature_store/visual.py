@@ -1,6 +1,6 @@
 """The visual pipeline as an ``Extractor``: video clip -> sampled frames -> face crops ->
 backbone(s) -> enhanced per-frame vectors. The build engine (``feature_store.build``) runs it per
-clip; this module registers it for ``modality: visual`` recipes (``feature_store.recipe.VisualRecipe``).
+clip; this module registers it for ``modality: visual`` recipes (``feature_store.visual_recipe``).
 It is the one-recipe case of ``feature_store.matrix.ClipMatrix``, which a build of many recipes
 uses directly.
 
