@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import yaml
 
-from feature_store.audio import SAMPLE_RATE, logmel_deltas, speech_spectrogram
-from feature_store.audio_cnn import segment, standardize
-from feature_store.build import make_extractor
+from feature_store.audio.cnn import segment, standardize
+from feature_store.audio.signal import SAMPLE_RATE, logmel_deltas, speech_spectrogram
+from feature_store.extractor import make_extractor
 from feature_store.recipe import load_recipe
 
 

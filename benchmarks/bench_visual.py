@@ -235,7 +235,7 @@ def bench_throughput(tmp: Path, args) -> None:
 
 def bench_gpu(tmp: Path, args) -> None:
     from feature_store.backbones import make_backbone
-    from feature_store.recipe import BackboneSpec
+    from feature_store.visual_specs import BackboneSpec
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print("\n3. GPU: no CUDA device on this machine, nothing measured")
@@ -333,7 +333,7 @@ def preprocessing_cost(
 
 def bench_preprocess(tmp: Path, args) -> None:
     from feature_store.backbones import make_backbone
-    from feature_store.recipe import BackboneSpec
+    from feature_store.visual_specs import BackboneSpec
 
     names = args.backbone or ["ir50", "iresnet50", "resnet18", "vggface"]
     batch = args.gpu_batch if args.device == "cuda" else 16

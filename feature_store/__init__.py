@@ -6,9 +6,14 @@
     >>> pair = feature_store.pair("data/demo/visual/basic", "data/demo/audio/spectrogram")
 
 ``python -m feature_store --help`` lists the commands (synth, inspect, validate, ...).
+
+The store API (``feature_store.store``: numpy, pandas) is loaded on first use (PEP 562), so
+``import feature_store.errors`` and ``--help`` stay light; the errors are imported at once.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from feature_store.errors import (
     CorruptStoreError,
@@ -17,16 +22,17 @@ from feature_store.errors import (
     StoreError,
     StoreExistsError,
 )
-from feature_store.store import (
-    CLASSES,
-    SPLITS,
-    Padded,
-    Store,
-    StorePair,
-    StoreWriter,
-    open_store,
-    pair,
-    write_store,
+
+_STORE_NAMES = (
+    "CLASSES",
+    "SPLITS",
+    "Padded",
+    "Store",
+    "StorePair",
+    "StoreWriter",
+    "open_store",
+    "pair",
+    "write_store",
 )
 
 __all__ = [
@@ -45,3 +51,15 @@ __all__ = [
     "pair",
     "write_store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _STORE_NAMES:
+        from feature_store import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from avcore.cli import Command, run_cli
-from feature_store import inspect as inspect_mod
-from feature_store.store import open_store
+from feature_store.options import add_force, add_manifest, add_workers
+from feature_store.synthetic import cli as synth_cli
 
 
 def _add_inspect(parser: argparse.ArgumentParser) -> None:
@@ -22,11 +22,14 @@ def _add_inspect(parser: argparse.ArgumentParser) -> None:
 
 def _run_inspect(args: argparse.Namespace) -> int:
     if args.oracle:
-        from feature_store import synthetic
+        from feature_store.synthetic.oracle import format_table
+        from feature_store.synthetic.write import load_planted
 
-        print(synthetic.format_table(synthetic.load_planted(args.store)))
+        print(format_table(load_planted(args.store)))
     else:
-        print(inspect_mod.summarize_path(args.store))
+        from feature_store.inspect import summarize_path
+
+        print(summarize_path(args.store))
     return 0
 
 
@@ -36,30 +39,19 @@ def _add_validate(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
+    from feature_store.inspect import counts
+    from feature_store.store.reader import open_store
+
     store = open_store(args.store)
     if args.deep:
         store.validate_deep()
-    print(
-        f"{store.path}: ok ({len(store)} clips, {len(store.array)} vectors, dim {store.dim}"
-        f"{', checksums and values checked' if args.deep else ''})"
-    )
+    checked = ", checksums and values checked" if args.deep else ""
+    print(f"{store.path}: ok ({counts(store)}{checked})")
     return 0
 
 
-def _add_synth(parser: argparse.ArgumentParser) -> None:
-    from feature_store import synthetic
-
-    synthetic.add_arguments(parser)
-
-
-def _run_synth(args: argparse.Namespace) -> int:
-    from feature_store import synthetic
-
-    return synthetic.run(args)
-
-
 def _add_build(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--manifest", required=True, help="CSV with clip_id,path,split,label")
+    add_manifest(parser)
     parser.add_argument(
         "--recipe",
         required=True,
@@ -79,20 +71,19 @@ def _add_build(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="treat --out as ROOT even for one recipe (to reuse ROOT's cached face tracks)",
     )
-    parser.add_argument(
-        "--workers", type=int, default=1, help="parallel worker processes (or Ray actors)"
-    )
+    add_workers(parser, "parallel worker processes (or Ray actors)")
     parser.add_argument(
         "--skip-bad", action="store_true", help="list bad clips in rejected.csv and go on"
     )
     parser.add_argument(
         "--ray", action="store_true", help="spread clips over the Ray cluster's workers"
     )
-    parser.add_argument("--force", action="store_true", help="overwrite an existing store at --out")
+    add_force(parser, "overwrite an existing store at --out")
 
 
 def _run_build(args: argparse.Namespace) -> int:
     from feature_store.build import build_store
+    from feature_store.inspect import counts
     from feature_store.matrix_build import build_stores
 
     options = dict(workers=args.workers, skip_bad=args.skip_bad, use_ray=args.ray, force=args.force)
@@ -103,26 +94,23 @@ def _run_build(args: argparse.Namespace) -> int:
     for store in stores:
         rejected = store.meta.get("num_rejected", 0)
         print(
-            f"{store.path}: {len(store)} clips, {len(store.array)} vectors, dim {store.dim}"
-            f"{f', {rejected} rejected (rejected.csv)' if rejected else ''}"
+            f"{store.path}: {counts(store)}{f', {rejected} rejected (rejected.csv)' if rejected else ''}"
         )
     return 0
 
 
 def _add_train_audio(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--manifest", required=True, help="CSV with clip_id,path,split,label")
+    add_manifest(parser)
     parser.add_argument(
         "--recipe", required=True, help="an audio recipe, e.g. conf/store/audio-spectrogram.yaml"
     )
     parser.add_argument("--out", required=True, help="the checkpoint file to write (best epoch)")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    parser.add_argument(
-        "--workers", type=int, default=1, help="processes computing the spectrograms"
-    )
+    add_workers(parser, "processes computing the spectrograms")
 
 
 def _run_train_audio(args: argparse.Namespace) -> int:
-    from feature_store.audio_cnn import train_audio
+    from feature_store.audio.train import train_audio
 
     result = train_audio(
         args.manifest, args.recipe, args.out, epochs=args.epochs, workers=args.workers
@@ -145,7 +133,7 @@ def _add_finetune(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="the fine-tuned checkpoint file to write")
     parser.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
-    parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (default 1)")
+    add_workers(parser, "Ray Train workers")
     parser.add_argument(
         "--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (0: CPU with gloo)"
     )
@@ -174,16 +162,12 @@ def _add_finetune(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cache", default=None, help="face-crop cache folder (default STORAGE/crops)"
     )
-    parser.add_argument(
-        "--crop-workers", type=int, default=1, help="processes cutting the face crops"
-    )
+    add_workers(parser, "processes cutting the face crops", flag="--crop-workers")
     parser.add_argument(
         "--max-failures", type=int, default=3, help="worker-group restarts Ray Train may make"
     )
     parser.add_argument("--experiment", default="finetune", help="MLflow experiment name")
-    parser.add_argument(
-        "--force", action="store_true", help="discard an interrupted run with other settings"
-    )
+    add_force(parser, "discard an interrupted run with other settings")
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
@@ -229,7 +213,7 @@ def _add_probe(parser: argparse.ArgumentParser) -> None:
         "--stores", default="data/stores/probe", help="where --clips stores are built or reused"
     )
     parser.add_argument("--cache", default="data/probe-cache", help="face-crop cache for --images")
-    parser.add_argument("--workers", type=int, default=1, help="store build workers")
+    add_workers(parser, "store build workers")
 
 
 def _run_probe(args: argparse.Namespace) -> int:
@@ -269,7 +253,9 @@ COMMANDS: dict[str, Command] = {
         _run_probe,
     ),
     "synth": Command(
-        "write the planted benchmark stores (known oracle accuracy)", _add_synth, _run_synth
+        "write the planted benchmark stores (known oracle accuracy)",
+        synth_cli.add_arguments,
+        synth_cli.run,
     ),
     "inspect": Command(
         "print a store's summary: clips per split and class, vectors, oracle",

@@ -26,100 +26,27 @@ mis-shaped backbone parameter is a ``WeightsError`` listing them.
 
 from __future__ import annotations
 
-import sys
-from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from avcore.registry import Registry
+from feature_store.backbone_base import Backbone, preprocessing_for
+from feature_store.backbone_weights import read_backbone_checkpoint, torch_backbone
 from feature_store.errors import StoreError
 from feature_store.nets import VGG16, EvolveIR, IResNet, ResNet18, vgg_face_dag_name
-from feature_store.recipe import BackboneSpec, PreprocessSpec
-from feature_store.weights import Checkpoint, WeightsError, read_checkpoint, strip_prefixes
+from feature_store.visual_specs import BackboneSpec
+from feature_store.weights import WeightsError
 
-__all__ = ["BACKBONES", "Backbone", "WeightsError", "make_backbone", "strip_prefixes"]
-
-_SHOWN_KEYS = 6
-
-
-class Backbone(ABC):
-    """A frozen feature extractor: ``backbone(crops [B, 3, S, S] in 0..1) -> [B, dim]``."""
-
-    name: str
-    dim: int
-    pretrain: str | None
-    random_weights: bool = False
-
-    @abstractmethod
-    def __call__(self, crops: torch.Tensor) -> torch.Tensor: ...
-
-    def describe(self) -> dict[str, Any]:
-        """What store.json records about this backbone."""
-        return {"name": self.name, "pretrain": self.pretrain, "random_weights": self.random_weights}
-
-
-class Preprocessing:
-    """Crops in 0..1 RGB -> the network's input: resize to ``size``, channel order, ``x * scale``,
-    then ``(x - mean) / std`` per channel."""
-
-    def __init__(self, spec: PreprocessSpec, size: int, device: torch.device) -> None:
-        self.spec, self.size = spec, size
-        self.bgr = spec.channels == "bgr"
-        mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
-        # (x * scale - mean) / std as one fused multiply-add over the batch
-        self.weight, self.bias = spec.scale / std, -mean / std
-
-    def __call__(self, crops: torch.Tensor) -> torch.Tensor:
-        x = crops.to(self.weight.device, torch.float32)
-        if x.shape[-1] != self.size or x.shape[-2] != self.size:
-            x = F.interpolate(
-                x, size=(self.size,) * 2, mode="bilinear", antialias=True, align_corners=False
-            )
-        if self.bgr:
-            x = x.flip(1)
-        return torch.addcmul(self.bias, x, self.weight)
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.spec.model_dump(mode="json"), "size": self.size}
-
-
-class TorchBackbone(Backbone):
-    """A torch module fed through its checkpoint's ``Preprocessing``."""
-
-    def __init__(
-        self,
-        name: str,
-        module: nn.Module,
-        *,
-        dim: int,
-        preprocessing: Preprocessing,
-        pretrain: str | None,
-        random_weights: bool,
-        ignored_keys: list[str],
-    ) -> None:
-        self.name, self.dim, self.pretrain = name, dim, pretrain
-        self.random_weights, self.ignored_keys = random_weights, ignored_keys
-        self.preprocess = preprocessing
-        self.input_size = preprocessing.size
-        self.device = preprocessing.weight.device
-        self.module = module.eval().to(self.device)
-
-    @torch.inference_mode()
-    def __call__(self, crops: torch.Tensor) -> torch.Tensor:
-        return self.module(self.preprocess(crops)).float()
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            **super().describe(),
-            "preprocess": self.preprocess.describe(),
-            "ignored_keys": self.ignored_keys,
-        }
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "WeightsError",
+    "make_backbone",
+    "register_backbone",
+]
 
 
 BackboneFactory = Callable[[BackboneSpec, torch.device], Backbone]
@@ -131,130 +58,11 @@ def make_backbone(spec: BackboneSpec, device: torch.device | str = "cpu") -> Bac
     return BACKBONES[spec.name](spec, torch.device(device))
 
 
-# -- checkpoints -------------------------------------------------------------------------------
-
-# A parameter only one layout has, and the backbone name that loads it: for the error's hint.
-_LAYOUT_HINTS = (
-    ("body.0.res_layer.5.fc1.weight", "face.evoLVe IR_SE_50 (backbone ir-se50)"),
-    ("input_layer.0.weight", "face.evoLVe IR_50 (backbone ir50)"),
-    ("layer1.0.bn3.weight", "insightface iresnet (backbone iresnet50 or iresnet100)"),
-    ("layer1.0.conv2.weight", "a torchvision-layout ResNet (backbone resnet18)"),
-    ("conv1_1.weight", "vgg_face_dag (backbone vggface)"),
-    ("classifier.3.weight", "a torchvision-layout VGG (backbone vggface)"),
-)
-
-
-def fit_weights(
-    module: nn.Module,
-    checkpoint: Checkpoint,
-    *,
-    backbone: str,
-    rename: Callable[[str], str] = lambda key: key,
-) -> list[str]:
-    """Load ``checkpoint`` into ``module``; every parameter and buffer of ``module`` must be there
-    with its shape. Returns the checkpoint's other keys (heads, by the file's own names), which
-    are ignored."""
-    original = {rename(key): key for key in checkpoint.state}
-    state = {rename(key): value for key, value in checkpoint.state.items()}
-    expected = module.state_dict()
-    # Older checkpoints have no BatchNorm step counters; they do not change the features.
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    mis_shaped = [
-        f"{k} {list(state[k].shape)} vs {list(expected[k].shape)}"
-        for k in expected
-        if k in state and state[k].shape != expected[k].shape
-    ]
-    ignored = [original[k] for k in state if k not in expected]
-    if missing or mis_shaped:
-        problems = [
-            f"{label} {_listed(keys)}"
-            for label, keys in (
-                ("missing keys", missing),
-                ("wrong shapes", mis_shaped),
-                ("unexpected keys", ignored),
-            )
-            if keys
-        ]
-        hint = next((name for key, name in _LAYOUT_HINTS if key in state), None)
-        raise WeightsError(
-            f"{checkpoint.path}: does not fit backbone {backbone!r}: "
-            + "; ".join(problems)
-            + (f" (the keys look like {hint})" if hint else "")
-        )
-    module.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
-    if ignored:
-        print(
-            f"notice: {checkpoint.path}: {len(ignored)} keys outside backbone {backbone!r} "
-            f"ignored: {_names(ignored, 12)}",
-            file=sys.stderr,
-        )
-    return ignored
-
-
-def _listed(keys: list[str]) -> str:
-    return f"({len(keys)}): {_names(keys, _SHOWN_KEYS)}"
-
-
-def _names(keys: list[str], limit: int) -> str:
-    return ", ".join(keys[:limit]) + (", ..." if len(keys) > limit else "")
-
-
-def _checkpoint(spec: BackboneSpec) -> Checkpoint | None:
-    """The recipe's checkpoint read, or None for an explicitly untrained backbone. Checked before
-    the network is built (building VGG-16 alone takes seconds)."""
-    if spec.checkpoint is None:
-        if not spec.allow_random_weights:
-            raise WeightsError(
-                f"backbone {spec.name!r} has no checkpoint; name one, or set "
-                "allow_random_weights: true to run it untrained (store.json will say so)"
-            )
-        return None
-    return read_checkpoint(spec.checkpoint)
-
-
-def _preprocessing(
-    spec: BackboneSpec, device: torch.device, *, default: str, size: int, fixed: bool
-) -> Preprocessing:
-    """The recipe's preprocessing (an untrained backbone may use its kind's ``default`` preset)
-    at input side ``size``; ``fixed``: the network only takes that side."""
-    preprocess = spec.preprocess or PreprocessSpec(preset=default)
-    if preprocess.size is not None and preprocess.size != size:
-        if fixed:
-            where = f"{spec.checkpoint}: " if spec.checkpoint else ""
-            raise WeightsError(
-                f"{where}backbone {spec.name!r} takes {size}x{size} input (as trained); "
-                f"the recipe's preprocess size is {preprocess.size}"
-            )
-        size = preprocess.size
-    return Preprocessing(preprocess, size, device)
-
-
-def _torch_backbone(
-    spec: BackboneSpec,
-    device: torch.device,
-    module: nn.Module,
-    checkpoint: Checkpoint | None,
-    *,
-    dim: int,
-    preprocessing: Preprocessing,
-    rename: Callable[[str], str] = lambda key: key,
-) -> TorchBackbone:
-    ignored = (
-        []
-        if checkpoint is None
-        else fit_weights(module, checkpoint, backbone=spec.name, rename=rename)
-    )
-    return TorchBackbone(
-        spec.name, module, dim=dim, preprocessing=preprocessing, pretrain=spec.pretrain,
-        random_weights=checkpoint is None, ignored_keys=ignored,
-    )  # fmt: skip
-
-
 # -- face.evoLVe.PyTorch IR_50 / IR_SE_50 ---------------------------------------------------------
 
 
 def _evolve(spec: BackboneSpec, device: torch.device, *, se: bool) -> Backbone:
-    checkpoint = _checkpoint(spec)
+    checkpoint = read_backbone_checkpoint(spec)
     linear = None if checkpoint is None else checkpoint.state.get("output_layer.3.weight")
     if linear is not None:
         size = EvolveIR.input_size_of(linear)  # 512·7·7 -> 112, 512·14·14 -> 224
@@ -264,8 +72,8 @@ def _evolve(spec: BackboneSpec, device: torch.device, *, se: bool) -> Backbone:
         raise WeightsError(
             f"{spec.checkpoint or spec.name}: face.evoLVe IR nets take 112 or 224 input, not {size}"
         )
-    preprocessing = _preprocessing(spec, device, default="arcface", size=size, fixed=True)
-    return _torch_backbone(
+    preprocessing = preprocessing_for(spec, device, default="arcface", size=size, fixed=True)
+    return torch_backbone(
         spec, device, EvolveIR(size, se=se), checkpoint, dim=512, preprocessing=preprocessing
     )
 
@@ -284,9 +92,9 @@ def ir_se50(spec: BackboneSpec, device: torch.device) -> Backbone:
 
 
 def _iresnet(spec: BackboneSpec, device: torch.device, layers: tuple[int, int, int, int]):
-    checkpoint = _checkpoint(spec)
-    preprocessing = _preprocessing(spec, device, default="arcface", size=112, fixed=True)
-    return _torch_backbone(
+    checkpoint = read_backbone_checkpoint(spec)
+    preprocessing = preprocessing_for(spec, device, default="arcface", size=112, fixed=True)
+    return torch_backbone(
         spec, device, IResNet(layers), checkpoint, dim=512, preprocessing=preprocessing
     )
 
@@ -306,9 +114,9 @@ def iresnet100(spec: BackboneSpec, device: torch.device) -> Backbone:
 
 @register_backbone("resnet18")
 def resnet18(spec: BackboneSpec, device: torch.device) -> Backbone:
-    checkpoint = _checkpoint(spec)
-    preprocessing = _preprocessing(spec, device, default="imagenet", size=224, fixed=False)
-    return _torch_backbone(
+    checkpoint = read_backbone_checkpoint(spec)
+    preprocessing = preprocessing_for(spec, device, default="imagenet", size=224, fixed=False)
+    return torch_backbone(
         spec, device, ResNet18(), checkpoint, dim=512, preprocessing=preprocessing
     )
 
@@ -318,9 +126,9 @@ def resnet18(spec: BackboneSpec, device: torch.device) -> Backbone:
 
 @register_backbone("vggface")
 def vggface(spec: BackboneSpec, device: torch.device) -> Backbone:
-    checkpoint = _checkpoint(spec)
-    preprocessing = _preprocessing(spec, device, default="vggface", size=224, fixed=False)
-    return _torch_backbone(
+    checkpoint = read_backbone_checkpoint(spec)
+    preprocessing = preprocessing_for(spec, device, default="vggface", size=224, fixed=False)
+    return torch_backbone(
         spec, device, VGG16(), checkpoint, dim=4096, preprocessing=preprocessing,
         rename=vgg_face_dag_name,
     )  # fmt: skip

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from avcore.registry import Registry
-from feature_store.backbones import Backbone
+from feature_store.backbone_base import Backbone
 from feature_store.errors import StoreError
 
 ROTATIONS = (-2.0, 0.0, 2.0)

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from feature_store.errors import NotAStoreError
-from feature_store.store import META_FILE, SPLITS, Store, open_store
+from feature_store.store.format import META_FILE, SPLITS
+from feature_store.store.reader import Store, open_store
 
 
 def find_stores(root: str | os.PathLike[str]) -> list[Path]:
@@ -71,3 +72,8 @@ def summarize(store: Store) -> str:
 
 def summarize_path(path: str | os.PathLike[str]) -> str:
     return "\n\n".join(summarize(open_store(p)) for p in find_stores(path))
+
+
+def counts(store: Store) -> str:
+    """``N clips, V vectors, dim D``: what ``build`` and ``validate`` print per store."""
+    return f"{len(store)} clips, {len(store.array)} vectors, dim {store.dim}"

@@ -34,12 +34,12 @@ import torch
 from PIL import Image
 
 from feature_store.backbones import Backbone, make_backbone
-from feature_store.build import ClipError, ClipResult, check_vectors
 from feature_store.devices import resolve_device
 from feature_store.enhance import CopySet, Enhancement, copy_features, make_enhancement
-from feature_store.recipe import VisualRecipe
+from feature_store.extractor import ClipError, ClipResult, check_vectors
 from feature_store.tracks import FaceTrack, Tracker, content_hash, crop_key, track_key
 from feature_store.video import VideoError
+from feature_store.visual_recipe import VisualRecipe
 
 PREVIEW_SIZE = 64
 # A red frame around a preview crop marks a frame where no face was found (whole frame used).

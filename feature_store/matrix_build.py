@@ -24,9 +24,7 @@ every backbone on batches gathered across clips (``GpuConsumers``).
 from __future__ import annotations
 
 import os
-import queue
 import shutil
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,27 +32,22 @@ from typing import Any
 
 import torch
 
-from feature_store.build import (
-    ClipError,
-    WorkDir,
-    _assemble,
-    build_store,
-    run_jobs,
-    work_dir_for,
-)
+from feature_store.assemble import assemble_store
+from feature_store.build import build_store
 from feature_store.devices import resolve_device
 from feature_store.errors import StoreError, StoreExistsError
+from feature_store.extractor import ClipError
+from feature_store.gpu_consumers import GpuConsumers
 from feature_store.manifest import read_manifest
 from feature_store.matrix import ClipMatrix, MatrixOutcome
 from feature_store.progress import BuildProgress
-from feature_store.recipe import RecipeBase, VisualRecipe, load_recipe
-from feature_store.store import META_FILE, Store
+from feature_store.recipe import RecipeBase, load_recipe
+from feature_store.store.format import META_FILE
+from feature_store.store.reader import Store
 from feature_store.tracks import FaceTrack, TrackCache, content_hash
-
-#: Frames a GPU consumer gathers (over clips) before its backbone passes.
-GPU_BATCH_FRAMES = 512
-#: Images per backbone forward pass on a GPU, at least (a recipe's batch_size is sized for CPUs).
-GPU_BATCH_IMAGES = 256
+from feature_store.visual_recipe import VisualRecipe
+from feature_store.workdir import WorkDir, work_dir_for
+from feature_store.workers import check_workers, run_jobs
 
 
 class MatrixJob:
@@ -104,8 +97,7 @@ def build_stores(
     """Build ``ROOT/<stem>/`` for every recipe from the clips of ``manifest``; resumable.
     ``stats``, when given, receives the visual stages' seconds and frames (for benchmarks)."""
     root = Path(root)
-    if workers < 1:
-        raise StoreError(f"--workers must be at least 1, got {workers}")
+    check_workers(workers)
     stores = [_Store(Path(p).stem, load_recipe(p), Path(p)) for p in recipe_paths]
     names = [store.name for store in stores]
     twice = sorted({name for name in names if names.count(name) > 1})
@@ -218,7 +210,7 @@ def _build_visual(
     built = {}
     for name, store in stores.items():
         plan = matrix.plans[name]
-        built[name] = _assemble(
+        built[name] = assemble_store(
             clips, store.recipe, plan.dim, plan.meta, plan.preview_file, works[name],
             rejected[name], root / name, manifest, force=force,
         )  # fmt: skip
@@ -245,93 +237,3 @@ def _local_gpus(recipes: dict[str, VisualRecipe]) -> int:
     """GPUs for the consumers: all visible ones when the recipes run on CUDA, else none."""
     devices = {resolve_device(recipe.device).type for recipe in recipes.values()}
     return torch.cuda.device_count() if devices == {"cuda"} else 0
-
-
-class GpuConsumers:
-    """One thread per GPU, each with its own copy of every backbone, turning the workers' face
-    tracks into vectors; a consumer gathers clips until it has ``GPU_BATCH_FRAMES`` frames (or no
-    more are waiting) and runs each shared feature over all of them in one pass."""
-
-    def __init__(self, recipes: dict[str, VisualRecipe], gpus: int, first: ClipMatrix) -> None:
-        # The driver's matrix already holds the models on the current GPU (device "cuda").
-        self.matrices = [first] + [ClipMatrix(recipes, f"cuda:{i}") for i in range(1, gpus)]
-        for matrix in self.matrices:
-            for key, size in matrix.batch_sizes.items():
-                matrix.batch_sizes[key] = max(size, GPU_BATCH_IMAGES)
-
-    def features(
-        self, tracked: Iterator[MatrixOutcome | ClipError], todo: list[tuple[str, str, tuple]]
-    ) -> Iterator[MatrixOutcome | ClipError]:
-        names = {clip_id: needed for clip_id, _, needed in todo}
-        inbox: queue.Queue = queue.Queue(maxsize=64)  # clips waiting for a consumer
-        outbox: queue.Queue = queue.Queue()
-        threads = [
-            threading.Thread(target=self._consume, args=(m, inbox, outbox, names), daemon=True)
-            for m in self.matrices
-        ]
-        for thread in threads:
-            thread.start()
-        pending = 0
-        try:
-            for outcome in tracked:
-                if isinstance(outcome, ClipError):
-                    yield outcome
-                    continue
-                inbox.put(outcome)
-                pending += 1
-                while not outbox.empty():
-                    pending -= 1
-                    yield _raise_or(outbox.get())
-            for _ in range(pending):
-                yield _raise_or(outbox.get())
-        finally:
-            tracked.close()
-            for _ in threads:  # each consumer stops at the first None it takes
-                inbox.put(None)
-
-    @staticmethod
-    def _consume(matrix: ClipMatrix, inbox, outbox, names: dict[str, tuple[str, ...]]) -> None:
-        stop = False
-        while not stop:
-            batch = [inbox.get()]
-            stop = batch[0] is None
-            frames = 0 if stop else _frames(batch[0])
-            while not stop and frames < GPU_BATCH_FRAMES and not inbox.empty():
-                item = inbox.get()
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-                frames += _frames(item)
-            batch = [item for item in batch if item is not None]
-            if not batch:
-                continue
-            timings: dict[str, float] = {"backbone": 0.0, "backbone_frames": 0.0}
-            try:
-                results = matrix.feature_stage(
-                    [(o.clip_id, names[o.clip_id], o.inputs) for o in batch], timings
-                )
-            except BaseException as exc:  # handed to the driver thread, which raises it
-                for _ in batch:
-                    outbox.put(exc)
-                continue
-            for outcome, result in zip(batch, results):
-                share = {key: value / len(batch) for key, value in timings.items()}
-                outbox.put(
-                    MatrixOutcome(
-                        outcome.clip_id,
-                        result,
-                        outcome.tracks,
-                        {**outcome.timings, **share},
-                    )
-                )
-
-
-def _frames(outcome: MatrixOutcome) -> int:
-    return max(len(track.indices) for track in outcome.inputs.values())
-
-
-def _raise_or(item: Any) -> Any:
-    if isinstance(item, BaseException):
-        raise item
-    return item

@@ -4,7 +4,7 @@ Every recipe has ``modality: visual | audio``; the modality picks the pydantic m
 validates the rest (a discriminated union whose members register themselves with
 ``@register_recipe("audio")``). A modality's models live beside its pipeline: ``load_recipe``
 imports ``feature_store.<modality>`` on first use so that module can register its recipe model
-(and its extractor, see ``feature_store.build``). Unknown keys and bad values are
+(and its extractor, see ``feature_store.extractor``). Unknown keys and bad values are
 ``RecipeError``s naming the file and the key::
 
     >>> from feature_store.recipe import load_recipe
@@ -21,12 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from avcore import guards
 from avcore.parsing import pydantic_line
 from feature_store.errors import StoreError
-from feature_store.store import MODALITIES
+from feature_store.store.format import MODALITIES
 
 
 class RecipeError(StoreError):
@@ -53,7 +53,6 @@ class RecipeBase(BaseModel):
         return self.model_dump(mode="json", exclude={"name", "description"})
 
 
-Recipe = RecipeBase
 RECIPES: dict[str, type[RecipeBase]] = {}
 _R = TypeVar("_R", bound=type[RecipeBase])
 
@@ -115,209 +114,3 @@ def load_recipe(path: str | os.PathLike[str]) -> RecipeBase:
     except guards.GuardError as exc:
         raise RecipeError(str(exc)) from None
     return parse_recipe(data, str(path), name=path.stem)
-
-
-# -- the visual recipe ------------------------------------------------------------------------
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SamplingSpec(_Section):
-    """Which decoded frames are used: all, at most ``max_fps`` per second, then at most N."""
-
-    max_fps: float | None = Field(
-        None, gt=0, description="keep at most this many frames per second"
-    )
-    max_frames: int | None = Field(None, ge=1, description="then keep at most N, evenly spaced")
-
-
-class FaceSpec(_Section):
-    """Face detection, alignment and cropping (dlib)."""
-
-    detector: Literal["hog", "cnn"] = Field(
-        "hog", description="dlib HOG detector or the CNN (mmod) one"
-    )
-    upsample: int = Field(
-        1, ge=0, le=4, description="times the frame is upsampled before detection"
-    )
-    detect_max_side: int | None = Field(
-        None,
-        ge=64,
-        description="shrink frames so their longer side is at most this before detecting",
-    )
-    align: bool = Field(True, description="rotate so the eyes (5-point landmarks) are level")
-    extend: float = Field(
-        0.3, ge=0, le=2, description="extend the face box by this ratio (paper: 30 %)"
-    )
-    size: int = Field(224, ge=32, le=1024, description="side of the square face crop (paper: 224)")
-    chip: Literal["extended-box", "dlib", "arcface"] = Field(
-        "extended-box",
-        description="extended-box: the paper's crop above; dlib: dlib.get_face_chip from the 5 "
-        "landmarks (the alignment dlib's face descriptor was trained on; use with size 150); "
-        "arcface: the 5 landmarks warped onto the ArcFace 112x112 template (insightface, "
-        "face.evoLVe checkpoints; size a multiple of 112 or 128)",
-    )
-    chip_padding: float = Field(
-        0.25, ge=0, le=2, description="padding of a dlib chip around the landmarks (dlib: 0.25)"
-    )
-
-    @model_validator(mode="after")
-    def _chip_needs_landmarks(self) -> FaceSpec:
-        if self.chip != "extended-box" and not self.align:
-            raise ValueError(
-                f"chip {self.chip!r} aligns on the 5-point landmarks: it needs align: true"
-            )
-        if self.chip == "arcface" and self.size % 112 and self.size % 128:
-            raise ValueError(
-                f"chip 'arcface' needs size a multiple of 112 or 128 (as insightface's "
-                f"estimate_norm), got {self.size}"
-            )
-        return self
-
-
-# What a checkpoint's training fed its network, by the name recipes use. Values in the crop's
-# 0..1 RGB are multiplied by ``scale``, then ``(x - mean) / std`` per channel (in ``channels``
-# order, in scaled units).
-PREPROCESS_PRESETS: dict[str, dict[str, Any]] = {
-    # insightface arcface_torch and face.evoLVe.PyTorch: RGB, (x - 0.5) / 0.5
-    "arcface": {"channels": "rgb", "scale": 1.0, "mean": (0.5,) * 3, "std": (0.5,) * 3},
-    # torchvision's ImageNet models and whatever was fine-tuned from them with its transforms
-    "imagenet": {
-        "channels": "rgb",
-        "scale": 1.0,
-        "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225),
-    },
-    # transforms.ToTensor() alone (Emotion-FAN's ResNet-18): 0..1, no mean or std
-    "unit": {"channels": "rgb", "scale": 1.0, "mean": (0.0,) * 3, "std": (1.0,) * 3},
-    # Oxford VGG-Face (vgg_face_dag): RGB in 0..255 minus the training-set mean, no scaling
-    "vggface": {
-        "channels": "rgb",
-        "scale": 255.0,
-        "mean": (129.186279296875, 104.76238250732422, 93.59396362304688),
-        "std": (1.0,) * 3,
-    },
-}
-
-
-class PreprocessSpec(_Section):
-    """How crops are fed to a backbone: a preset name, or explicit numbers (which override a
-    preset's). In YAML ``preprocess: unit`` or ``preprocess: {preset: arcface, size: 112}`` or
-    ``preprocess: {channels: bgr, scale: 255, mean: [91.5, 103.9, 131.1], std: [1, 1, 1]}``."""
-
-    preset: str | None = Field(
-        None, description=f"one of {', '.join(PREPROCESS_PRESETS)}; or give every number below"
-    )
-    size: int | None = Field(
-        None,
-        ge=16,
-        le=1024,
-        description="input side; default the backbone's (IR nets: the checkpoint's, 112 or 224)",
-    )
-    channels: Literal["rgb", "bgr"] = Field(description="channel order the network expects")
-    scale: float = Field(gt=0, description="crops (0..1) are multiplied by this: 1 or 255")
-    mean: tuple[float, float, float] = Field(description="subtracted after scaling, per channel")
-    std: tuple[float, float, float] = Field(description="divided by after the mean, per channel")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _expand_preset(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            data = {"preset": data}
-        if isinstance(data, dict) and data.get("preset") is not None:
-            preset = data["preset"]
-            if preset not in PREPROCESS_PRESETS:
-                raise ValueError(
-                    f"unknown preprocess preset {preset!r}; known: {', '.join(PREPROCESS_PRESETS)}"
-                )
-            data = {**PREPROCESS_PRESETS[preset], **data}
-        return data
-
-    @field_validator("std")
-    @classmethod
-    def _nonzero(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(part <= 0 for part in value):
-            raise ValueError("std must be positive")
-        return value
-
-
-class BackboneSpec(_Section):
-    """One feature backbone, the weights it runs with and the preprocessing they were trained on."""
-
-    name: str = Field(
-        description="a registered backbone: ir50, ir-se50 (face.evoLVe), iresnet50, iresnet100 "
-        "(insightface), resnet18, vggface, dlib-resnet"
-    )
-    checkpoint: Path | None = Field(
-        None, description="weights file (a state dict, possibly wrapped); relative to the cwd"
-    )
-    preprocess: PreprocessSpec | None = Field(
-        None,
-        description="what the checkpoint's training fed the network (required with a "
-        "checkpoint): arcface, imagenet, unit, vggface, or explicit numbers",
-    )
-    pretrain: str | None = Field(
-        None, description="what the weights were trained on, for store.json"
-    )
-    allow_random_weights: bool = Field(
-        False, description="run without a checkpoint (random weights); store.json records it"
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _known_backbone(cls, value: str) -> str:
-        from feature_store.backbones import BACKBONES
-
-        return BACKBONES.check(value)
-
-    @field_validator("checkpoint")
-    @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
-        # Resolved once at load time so worker processes (and store.json) see the same file.
-        return None if value is None else value.expanduser().resolve()
-
-    @model_validator(mode="after")
-    def _checkpoint_names_its_preprocessing(self) -> BackboneSpec:
-        # A wrong normalisation gives plausible, wrong features with no error: never guess it.
-        if self.checkpoint is not None and self.preprocess is None:
-            raise ValueError(
-                f"backbone {self.name!r} has a checkpoint but no preprocess: name what its "
-                f"training fed it ({', '.join(PREPROCESS_PRESETS)}, or explicit size, channels, "
-                "scale, mean, std)"
-            )
-        return self
-
-
-@register_recipe("visual")
-class VisualRecipe(RecipeBase):
-    """Video clips -> per-frame face features (paper: Video preprocessing, Visual Features)."""
-
-    modality: Literal["visual"] = Field(description="always visual")
-    sampling: SamplingSpec = Field(default_factory=SamplingSpec, description="frame sampling")
-    faces: FaceSpec = Field(default_factory=FaceSpec, description="face detection and crops")
-    backbones: list[BackboneSpec] = Field(
-        min_length=1, max_length=2, description="one backbone; two for f-ar-mean"
-    )
-    enhancement: str = Field("basic", description="a registered enhancement (basic, f-mean, ...)")
-    batch_size: int = Field(32, ge=1, le=4096, description="frames per backbone forward pass")
-    preview_frames: int = Field(
-        8, ge=0, le=32, description="face crops per clip kept for the contact sheet"
-    )
-
-    @field_validator("enhancement")
-    @classmethod
-    def _known_enhancement(cls, value: str) -> str:
-        from feature_store.enhance import ENHANCEMENTS
-
-        return ENHANCEMENTS.check(value)
-
-    @model_validator(mode="after")
-    def _backbones_fit_enhancement(self) -> VisualRecipe:
-        needed = 2 if self.enhancement == "f-ar-mean" else 1
-        if len(self.backbones) != needed:
-            raise ValueError(
-                f"enhancement {self.enhancement!r} needs {needed} backbone(s), got {len(self.backbones)}"
-            )
-        return self

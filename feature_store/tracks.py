@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from feature_store.faces import Face, FaceCropper
-from feature_store.recipe import FaceSpec, SamplingSpec, VisualRecipe
 from feature_store.video import decode_frames
+from feature_store.visual_recipe import VisualRecipe
+from feature_store.visual_specs import FaceSpec, SamplingSpec
 
 # Fields of ``faces`` that only change how a found face is cut out, not where it is. Any other
 # field (including ones added later) is part of the detection key: sharing less, never stale.

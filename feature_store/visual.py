@@ -1,6 +1,6 @@
 """The visual pipeline as an ``Extractor``: video clip -> sampled frames -> face crops ->
 backbone(s) -> enhanced per-frame vectors. The build engine (``feature_store.build``) runs it per
-clip; this module registers it for ``modality: visual`` recipes (``feature_store.recipe.VisualRecipe``).
+clip; this module registers it for ``modality: visual`` recipes (``feature_store.visual_recipe``).
 It is the one-recipe case of ``feature_store.matrix.ClipMatrix``, which a build of many recipes
 uses directly.
 
@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from feature_store.build import ClipError, Extractor, register_extractor
+from feature_store.extractor import ClipError, Extractor, register_extractor
 from feature_store.matrix import ClipMatrix
-from feature_store.recipe import VisualRecipe
+from feature_store.visual_recipe import VisualRecipe
 
 
 class VisualExtractor(Extractor):

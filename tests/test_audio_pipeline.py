@@ -17,9 +17,11 @@ import yaml
 from conftest import require_tool
 
 from feature_store.__main__ import main
-from feature_store.audio import AudioDecodeError, decode_audio, speech_spectrogram
-from feature_store.audio_cnn import AlexNet, read_weights, segment, segment_vectors, standardize
-from feature_store.build import ClipError, build_store
+from feature_store.audio.checkpoint import read_weights
+from feature_store.audio.cnn import AlexNet, segment, segment_vectors, standardize
+from feature_store.audio.signal import AudioDecodeError, decode_audio, speech_spectrogram
+from feature_store.build import build_store
+from feature_store.extractor import ClipError
 from feature_store.recipe import load_recipe
 
 SENTENCES = {

@@ -7,28 +7,26 @@ import numpy as np
 import pytest
 import torch
 
-from feature_store.audio import (
+from feature_store.audio.checkpoint import load_weights, save_checkpoint
+from feature_store.audio.cnn import (
+    FEATURE_DIM,
+    AlexNet,
+    map_vectors,
+    segment,
+    segment_vectors,
+    standardize,
+)
+from feature_store.audio.segments import SegmentSet
+from feature_store.audio.signal import (
     LOG_FLOOR,
     SAMPLE_RATE,
     logmel_deltas,
     spectrogram_image,
     speech_spectrogram,
 )
-from feature_store.audio_cnn import (
-    FEATURE_DIM,
-    AlexNet,
-    SegmentSet,
-    WeightsError,
-    evaluate,
-    fit,
-    load_weights,
-    map_vectors,
-    save_checkpoint,
-    segment,
-    segment_vectors,
-    standardize,
-)
+from feature_store.audio.train import evaluate, fit
 from feature_store.errors import StoreError
+from feature_store.weights import WeightsError
 
 HZ_PER_BIN = SAMPLE_RATE / 640  # FFT length = the 40 ms window
 

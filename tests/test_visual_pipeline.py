@@ -30,8 +30,8 @@ from feature_store.faces import (
     whole_frame,
 )
 from feature_store.nets import VGG16, vgg_face_dag_name
-from feature_store.recipe import BackboneSpec, FaceSpec
 from feature_store.video import VideoError, decode_frames, sample_indices, write_video
+from feature_store.visual_specs import BackboneSpec, FaceSpec
 
 FACE_PATCH = skimage.data.astronaut()[20:240, 120:330]  # the face with some margin, 220×210
 

@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from feature_store.image_sets import ImageSet, ImageSetError
-from feature_store.recipe import FaceSpec
+from feature_store.visual_specs import FaceSpec
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 

@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 
 from avcore.afew import CLASSES
-from feature_store.backbones import Preprocessing
+from feature_store.backbone_base import Preprocessing
 from feature_store.finetune.data import Augment, batch_input, epoch_plan
 
 STATE_FILE = "state.pt"
@@ -35,7 +35,7 @@ STATE_FILE = "state.pt"
 
 class FaceClassifier(nn.Module):
     """``head(backbone(preprocessed x))`` with the recipe's preprocessing (channel order, then
-    ``x * scale / std - mean / std``, exactly as ``backbones.Preprocessing`` feeds a store's
+    ``x * scale / std - mean / std``, exactly as ``backbone_base.Preprocessing`` feeds a store's
     crops; ``x`` is already at the input size); ``train()`` leaves the backbone in eval mode."""
 
     def __init__(self, backbone: nn.Module, dim: int, preprocessing: Preprocessing) -> None:

@@ -21,7 +21,8 @@ import torch
 
 from avcore.afew import CLASSES
 from avcore.tracking import resolve_uri
-from feature_store.backbones import TorchBackbone, make_backbone
+from feature_store.backbone_base import TorchBackbone
+from feature_store.backbones import make_backbone
 from feature_store.errors import StoreError
 from feature_store.finetune.data import Augment, prepare_crops
 from feature_store.finetune.loop import STATE_FILE, FaceClassifier, epoch_line, train_loop

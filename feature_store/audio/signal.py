@@ -174,8 +174,3 @@ def clip_image(path: str | os.PathLike[str], kind: str, *, n_mels: int = 128) ->
     if samples is None:
         return None
     return spectrogram_image(kind, samples, n_mels=n_mels)
-
-
-# Registers the audio recipe and extractor with the build engine, which imports this module for
-# ``modality: audio``; at the bottom because that module imports the functions above.
-from feature_store import audio_extract  # noqa: E402, F401
