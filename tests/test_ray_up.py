@@ -69,9 +69,8 @@ def derive_config(folder: Path, key: Path, secrets_file: Path, credentials: Path
     node_ports = ("node-manager-port", "object-manager-port", "metrics-export-port",
                   "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port")  # fmt: skip
     head_env = f"AVFUSION_RAY_PORT={gcs} AVFUSION_MLFLOW_PORT={mlflow} AVFUSION_PG_PORT={postgres}"
-    head_options = (
-        f"--node-ip-address={HEAD} {common} --dashboard-port={ports['dashboard']} "
-        + _ports("ray-client-server-port", *node_ports)
+    head_options = f"{common} --dashboard-port={ports['dashboard']} " + _ports(
+        "ray-client-server-port", *node_ports
     )
     worker_options = f"--node-ip-address={WORKER} {common} " + _ports(*node_ports)
     torch_spec = f"AVFUSION_TORCH_SPEC=torch=={torch.__version__}"
