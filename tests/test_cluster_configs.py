@@ -37,11 +37,15 @@ def _commands(path: Path) -> dict[str, list[str]]:
 
 def test_both_clusters_run_the_same_scripts():
     gpu, local = (_commands(CLUSTER / f"{name}.yaml") for name in ("gpu", "local"))
-    strip = re.compile(r" --object-manager-port=\d+")  # the one option the AWS nodes add
-    assert {k: [strip.sub("", c) for c in v] for k, v in gpu.items()} == local
+    # The one option the AWS nodes add, and the autoscaler the local provider needs.
+    aws = re.compile(r" --object-manager-port=\d+")
+    v1 = re.compile(r"^RAY_enable_autoscaler_v2=0 ")
+    assert {k: [aws.sub("", c) for c in v] for k, v in gpu.items()} == {
+        k: [v1.sub("", c) for c in v] for k, v in local.items()
+    }
     for command in (c for commands in local.values() for c in commands):
         assert command == "ray stop" or re.fullmatch(
-            r"bash ~/avfusion/conf/cluster/[\w-]+\.sh.*", command
+            r"(RAY_enable_autoscaler_v2=0 )?bash ~/avfusion/conf/cluster/[\w-]+\.sh.*", command
         )
         if command != "ray stop":
             script = CLUSTER / command.split("/")[-1].split()[0]
