@@ -17,18 +17,18 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 
-def parse_key_value(text: str) -> tuple[str, Any]:
+def parse_key_value(text: str, *, error: type[Exception] = ValueError) -> tuple[str, Any]:
     """``"key=value"`` with the value read as YAML (``lr=1e-3`` a float, ``fbp_sqrt=no`` a bool,
-    ``x=`` the empty string). ``ValueError`` says what is wrong in one line."""
+    ``x=`` the empty string). ``error`` says what is wrong in one line."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ValueError(f"--set {text!r}: expected key=value")
+        raise error(f"--set {text!r}: expected key=value")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
-        raise ValueError(f"--set {text!r}: value is not valid YAML ({problem})") from None
+        raise error(f"--set {text!r}: value is not valid YAML ({problem})") from None
     if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
         value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string; nobody means that
     return key, value

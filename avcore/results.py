@@ -46,6 +46,28 @@ STATUSES = (RUNNING, FINISHED, STOPPED_EARLY, FAILED, INTERRUPTED)
 
 EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "val_uar")
 
+# Tags a person reads in the MLflow UI, which ``ensembling`` never needs: the commit a run trained
+# (ours and MLflow's own name), a failed run's one-line cause, why the driver stopped a trial, the
+# Ray node it ran on, the stores it read and whether their sha256 was checked, a search's best.
+GIT_COMMIT = "avfusion.git_commit"
+MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
+ERROR = "avfusion.error"
+STOP_REASON = "avfusion.stop_reason"
+NODE_ID = "avfusion.node_id"
+BEST_RUN_ID, BEST_TRIAL_ID = "avfusion.best_run_id", "avfusion.best_trial_id"
+MLFLOW_EXPERIMENT_KIND = "mlflow.experimentKind"
+
+
+def checksum(modality: str) -> str:
+    """``avfusion.visual_checksum`` / ``avfusion.audio_checksum``: the store's checksum."""
+    return f"avfusion.{modality}_checksum"
+
+
+def deep_validated(modality: str) -> str:
+    """``avfusion.visual_deep_validated`` / ...: "true" once the features' sha256 was checked."""
+    return f"avfusion.{modality}_deep_validated"
+
+
 SCORES_FILE = "scores.npz"
 ATTENTION_FILE = "attention.json"
 SCORE_KEYS = ("clip_ids_val", "val", "labels_val", "clip_ids_test", "test")

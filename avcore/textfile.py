@@ -13,26 +13,31 @@ import yaml
 from avcore.errors import GuardError
 
 
-def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
-    """The UTF-8 text of ``path``; ``GuardError`` when it is missing, a folder or not text."""
+def read_text(
+    path: str | os.PathLike[str], what: str = "file", *, error: type[Exception] = GuardError
+) -> str:
+    """The UTF-8 text of ``path``; ``error`` (one line) when it is missing, a folder or not text."""
     path = Path(path)
     if path.is_dir():
-        raise GuardError(f"{path}: is a folder, expected a {what}")
+        raise error(f"{path}: is a folder, expected a {what}")
     try:
         return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise GuardError(f"{path}: no such {what}") from None
+        raise error(f"{path}: no such {what}") from None
     except UnicodeDecodeError as exc:
-        raise GuardError(
+        raise error(
             f"{path}: not a UTF-8 text {what} (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
         ) from None
     except OSError as exc:
-        raise GuardError(f"{path}: cannot read {what} ({exc.strerror})") from None
+        raise error(f"{path}: cannot read {what} ({exc.strerror})") from None
 
 
-def read_yaml(path: str | os.PathLike[str], what: str = "YAML file") -> Any:
-    """``yaml.safe_load`` of ``path`` with one-line errors: ``FILE:LINE:COLUMN: problem``."""
-    text = read_text(path, what)
+def read_yaml(
+    path: str | os.PathLike[str], what: str = "YAML file", *, error: type[Exception] = GuardError
+) -> Any:
+    """``yaml.safe_load`` of ``path`` with one-line errors raised as ``error``:
+    ``FILE:LINE:COLUMN: problem``."""
+    text = read_text(path, what, error=error)
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -43,9 +48,9 @@ def read_yaml(path: str | os.PathLike[str], what: str = "YAML file") -> Any:
             problem = (
                 f"{problem.split(' for the tag ')[0]} {_tag(problem)}; only plain YAML is read"
             )
-        raise GuardError(f"{where}: not valid YAML: {' '.join(problem.split())}") from None
+        raise error(f"{where}: not valid YAML: {' '.join(problem.split())}") from None
     except yaml.YAMLError as exc:
-        raise GuardError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        raise error(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
 
 
 def _tag(problem: str) -> str:

@@ -102,10 +102,7 @@ class CompareSpec(BaseModel):
 def load_spec(path: str | os.PathLike[str]) -> CompareSpec:
     """The spec at ``path``; any problem is one ``EnsembleError`` line naming the file."""
     path = Path(path)
-    try:
-        data = guards.read_yaml(path, "compare spec")
-    except guards.GuardError as exc:
-        raise EnsembleError(str(exc)) from None
+    data = guards.read_yaml(path, "compare spec", error=EnsembleError)
     try:
         return CompareSpec.model_validate(data)
     except ValidationError as exc:

@@ -13,8 +13,7 @@ The store API (``feature_store.store``: numpy, pandas) is loaded on first use (P
 
 from __future__ import annotations
 
-from typing import Any
-
+from avcore.lazy import lazy_exports
 from feature_store.errors import (
     CorruptStoreError,
     NotAStoreError,
@@ -23,43 +22,27 @@ from feature_store.errors import (
     StoreExistsError,
 )
 
-_STORE_NAMES = (
-    "CLASSES",
-    "SPLITS",
-    "Padded",
-    "Store",
-    "StorePair",
-    "StoreWriter",
-    "open_store",
-    "pair",
-    "write_store",
+__getattr__, __dir__, _lazy = lazy_exports(
+    __name__,
+    {
+        "feature_store.store": [
+            "CLASSES",
+            "SPLITS",
+            "Padded",
+            "Store",
+            "StorePair",
+            "StoreWriter",
+            "open_store",
+            "pair",
+            "write_store",
+        ]
+    },
 )
-
 __all__ = [
-    "CLASSES",
-    "SPLITS",
     "CorruptStoreError",
     "NotAStoreError",
-    "Padded",
     "PairError",
-    "Store",
     "StoreError",
     "StoreExistsError",
-    "StorePair",
-    "StoreWriter",
-    "open_store",
-    "pair",
-    "write_store",
+    *_lazy,
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _STORE_NAMES:
-        from feature_store import store
-
-        return getattr(store, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})

@@ -109,8 +109,5 @@ def parse_recipe(data: Any, source: str = "<recipe>", *, name: str | None = None
 def load_recipe(path: str | os.PathLike[str]) -> RecipeBase:
     """Read and validate ``conf/store/NAME.yaml``; the store name defaults to ``NAME``."""
     path = Path(path)
-    try:
-        data = guards.read_yaml(path, "recipe file")
-    except guards.GuardError as exc:
-        raise RecipeError(str(exc)) from None
+    data = guards.read_yaml(path, "recipe file", error=RecipeError)
     return parse_recipe(data, str(path), name=path.stem)

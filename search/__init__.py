@@ -12,21 +12,12 @@ The names below are loaded on first use (PEP 562), so ``import search.errors`` c
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from avcore.lazy import lazy_exports
 
-_EXPORTS = {
-    "ClusterError": "search.errors",
-    "SearchConfigError": "search.errors",
-    "SearchError": "search.errors",
-    "TrackingError": "search.errors",
-    "SearchConfig": "search.config",
-    "load_search_config": "search.config",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'search' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "search.errors": ["ClusterError", "SearchConfigError", "SearchError", "TrackingError"],
+        "search.config": ["SearchConfig", "load_search_config"],
+    },
+)

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from avcore.cli import Command, run_cli
+from avcore.options import add_tracking_uri
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,11 +109,7 @@ def _run_resume(args: argparse.Namespace) -> int:
 
 def _add_status(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="the search name (its MLflow experiment)")
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)",
-    )
+    add_tracking_uri(parser)
     parser.add_argument("--limit", type=int, default=20, help="rows to show")
 
 

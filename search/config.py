@@ -198,10 +198,7 @@ def apply_overrides(
 
 
 def _split(override: str) -> tuple[str, Any]:
-    try:
-        return parse_key_value(override)
-    except ValueError as exc:
-        raise SearchConfigError(str(exc)) from None
+    return parse_key_value(override, error=SearchConfigError)
 
 
 def load_search_config(
@@ -213,10 +210,7 @@ def load_search_config(
 ) -> SearchConfig:
     """Read, override, validate: ``SearchConfigError`` names the file and the key on any problem."""
     path = Path(path)
-    try:
-        raw = guards.read_yaml(path, "search config")
-    except guards.GuardError as exc:
-        raise SearchConfigError(str(exc)) from None
+    raw = guards.read_yaml(path, "search config", error=SearchConfigError)
     if not isinstance(raw, dict):
         raise SearchConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
     if smoke_test:

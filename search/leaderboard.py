@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from avcore import search_tags
+from avcore import results
 from avcore.results import (
     EPOCHS_DONE,
     FAILED,
@@ -48,9 +48,9 @@ def leaderboard(uri: str, experiment_id: str, parent_run_id: str):
                 "epochs": int(tags.get(EPOCHS_DONE, 0) or 0),
                 "val_acc": metrics.get("val_acc"),
                 "val_uar": metrics.get("val_uar"),
-                "node": tags.get(search_tags.NODE_ID, "")[:8],
+                "node": tags.get(results.NODE_ID, "")[:8],
                 **{k: params.get(k) for k in LEADERBOARD_COLUMNS[2:]},
-                "error": tags.get(search_tags.ERROR, ""),
+                "error": tags.get(results.ERROR, ""),
             }
         )
     table = pd.DataFrame(

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from avcore import search_tags
+from avcore import results
 from avcore import tracking as where
 from avcore.results import (
     DRIVER,
@@ -55,7 +55,7 @@ def ensure_experiment(uri: str, name: str) -> str:
             experiment_id = experiment.experiment_id
         # MLflow 3's UI opens an experiment without this tag on its GenAI (traces) pages.
         mlflow_client.set_experiment_tag(
-            experiment_id, search_tags.MLFLOW_EXPERIMENT_KIND, "custom_model_development"
+            experiment_id, results.MLFLOW_EXPERIMENT_KIND, "custom_model_development"
         )
     return experiment_id
 
@@ -73,8 +73,8 @@ def start_parent_run(uri: str, experiment_id: str, config: Any, commit: str) -> 
             KIND: SEARCH_RUN,
             SEARCH: config.name,
             STATUS: RUNNING,
-            search_tags.GIT_COMMIT: commit,
-            search_tags.MLFLOW_GIT_COMMIT: commit,
+            results.GIT_COMMIT: commit,
+            results.MLFLOW_GIT_COMMIT: commit,
         },
     )
     run_id = run.info.run_id
@@ -147,7 +147,7 @@ def fail_parent_run(uri: str, parent_run_id: str, error: str) -> None:
     mlflow_client = client(uri)
     mlflow_client.log_batch(
         parent_run_id,
-        tags=[RunTag(STATUS, FAILED), RunTag(search_tags.ERROR, error[:MAX_TAG])],
+        tags=[RunTag(STATUS, FAILED), RunTag(results.ERROR, error[:MAX_TAG])],
     )
     mlflow_client.set_terminated(parent_run_id, "FAILED")
 
@@ -174,8 +174,8 @@ def finish_parent_run(uri: str, parent_run_id: str, table, study: Any | None) ->
     if not finished.empty:
         best = finished.iloc[0]
         tags += [
-            RunTag(search_tags.BEST_RUN_ID, best.run_id),
-            RunTag(search_tags.BEST_TRIAL_ID, best.trial_id),
+            RunTag(results.BEST_RUN_ID, best.run_id),
+            RunTag(results.BEST_TRIAL_ID, best.trial_id),
         ]
         metrics.append(Metric("best_val_acc", float(best.val_acc), now, 0))
     for status in (FINISHED, STOPPED_EARLY, FAILED):

@@ -3,7 +3,7 @@ the trial on (also each ``confirm``/``refit`` retrain's run).
 
 A run carries ``avcore.results``' ``KIND``, ``STATUS`` (running, then finished or failed; the
 driver marks stopped_early), ``SEARCH``, ``TRIAL_ID`` and ``PARENT`` (the search's parent run),
-the commit (``avcore.search_tags.GIT_COMMIT`` and MLflow's own), plus the caller's tags (node,
+the commit (``avcore.results.GIT_COMMIT`` and MLflow's own), plus the caller's tags (node,
 store checksums, see ``search.trial``). It holds every trial setting as a param, ``config.yaml``
 from the start, a metric batch per epoch, and at the end ``scores.npz`` and ``attention.json``.
 """
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from avcore import search_tags
+from avcore import results
 from avcore.results import (
     ATTENTION_FILE,
     EPOCHS_DONE,
@@ -66,8 +66,8 @@ class TrialRecorder:
             SEARCH: context.search,
             TRIAL_ID: trial_id,
             PARENT: context.parent_run_id,
-            search_tags.GIT_COMMIT: context.git_commit,
-            search_tags.MLFLOW_GIT_COMMIT: context.git_commit,
+            results.GIT_COMMIT: context.git_commit,
+            results.MLFLOW_GIT_COMMIT: context.git_commit,
             **tags,
         }
         self.uri = context.uri
@@ -128,7 +128,7 @@ class TrialRecorder:
             self.client.log_text(self.run_id, text, "error.txt")
             self.client.log_batch(
                 self.run_id,
-                tags=[RunTag(STATUS, FAILED), RunTag(search_tags.ERROR, summary)],
+                tags=[RunTag(STATUS, FAILED), RunTag(results.ERROR, summary)],
             )
             self.client.set_terminated(self.run_id, "FAILED")
         except Exception:  # noqa: BLE001 - the trial's own error is what must surface

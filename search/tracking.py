@@ -8,7 +8,7 @@ Who writes what (DESIGN.md "Trial results"): the driver creates the experiment a
 writes its own run from whichever node it runs on (``search.recorder``), straight to the tracking
 URI, so with an ``mlflow server --serve-artifacts`` nothing needs a shared filesystem. Tag names
 and statuses come from ``avcore.results`` (the contract with ``ensembling``) and
-``avcore.search_tags``.
+``avcore.results``.
 """
 
 from __future__ import annotations

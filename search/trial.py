@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from avcore import search_tags
+from avcore import results
 from avcore.results import EPOCHS_DONE, FINISHED, STATUS
 from feature_store.store import Store, StorePair
 from search.recorder import TrialRecorder
@@ -72,7 +72,7 @@ def run_trial(
             "audio_store_checksum": audio.checksum,
         },
         tags={
-            search_tags.NODE_ID: ray.get_runtime_context().get_node_id(),
+            results.NODE_ID: ray.get_runtime_context().get_node_id(),
             **_store_tags("visual", visual),
             **_store_tags("audio", audio),
         },
@@ -101,8 +101,8 @@ def _store_tags(modality: str, store: Store) -> dict[str, str]:
     # Whether the features' sha256 and finiteness were checked (stores.validate_deep); the clip
     # tables' hashes are checked on every open.
     return {
-        search_tags.checksum(modality): store.checksum,
-        search_tags.deep_validated(modality): str(store.deep_validated).lower(),
+        results.checksum(modality): store.checksum,
+        results.deep_validated(modality): str(store.deep_validated).lower(),
     }
 
 

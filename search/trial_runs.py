@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from avcore import search_tags
+from avcore import results
 from avcore.results import (
     EPOCHS_DONE,
     FAILED,
@@ -74,7 +74,7 @@ def mark_failed_if_running(uri: str, run_id: str, error: str) -> None:
     if run.data.tags.get(STATUS) != RUNNING:
         return
     mlflow_client.log_batch(
-        run_id, tags=[RunTag(STATUS, FAILED), RunTag(search_tags.ERROR, error[:MAX_TAG])]
+        run_id, tags=[RunTag(STATUS, FAILED), RunTag(results.ERROR, error[:MAX_TAG])]
     )
     mlflow_client.set_terminated(run_id, "FAILED")
 
@@ -94,7 +94,7 @@ def end_stopped_trial_runs(
         tags = [
             RunTag(STATUS, status),
             RunTag(EPOCHS_DONE, str(epochs)),
-            RunTag(search_tags.STOP_REASON, reason),
+            RunTag(results.STOP_REASON, reason),
         ]
         mlflow_client.log_batch(run.info.run_id, tags=tags)
         mlflow_client.set_terminated(run.info.run_id, "KILLED")

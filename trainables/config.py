@@ -137,10 +137,7 @@ def validate_config(
 
 def parse_override(text: str) -> tuple[str, Any]:
     """``"key=value"`` with the value parsed as YAML (``lr=1e-3`` is a float, ``fbp_sqrt=no`` a bool)."""
-    try:
-        return parse_key_value(text)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    return parse_key_value(text, error=ConfigError)
 
 
 def load_trial_config(
@@ -152,10 +149,7 @@ def load_trial_config(
     where = "defaults"
     if path is not None:
         where = str(path)
-        try:
-            loaded = guards.read_yaml(path, "trial config")
-        except guards.GuardError as exc:
-            raise ConfigError(str(exc)) from None
+        loaded = guards.read_yaml(path, "trial config", error=ConfigError)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
