@@ -155,8 +155,10 @@ def _download(client: MlflowClient, runs: list) -> list[tuple[Candidate, dict[st
                 val_acc=run.data.metrics.get("val_acc"),
                 params=dict(run.data.params),
             )
+            into = Path(tmp, run_id)
+            into.mkdir()  # MLflow 2.10 downloads only into a folder that exists
             try:
-                local = client.download_artifacts(run_id, SCORES_FILE, str(Path(tmp) / run_id))
+                local = client.download_artifacts(run_id, SCORES_FILE, str(into))
             except (MlflowException, OSError) as exc:
                 status = run.data.tags.get(STATUS, "no status")
                 raise ScoresError(
@@ -195,8 +197,10 @@ def refit_test_scores(
                     f"`python -m search refit {scores.experiment_name}` with a --top that covers it"
                 )
             refit = found[0].info.run_id
+            into = Path(tmp, refit)
+            into.mkdir(exist_ok=True)
             try:
-                local = client.download_artifacts(refit, SCORES_FILE, str(Path(tmp) / refit))
+                local = client.download_artifacts(refit, SCORES_FILE, str(into))
             except (MlflowException, OSError) as exc:
                 raise ScoresError(
                     f"refit run {refit}: no {SCORES_FILE} ({_first_line(exc)})"
