@@ -24,6 +24,7 @@ from avcore.parsing import parse_key_value, pydantic_line
 from avcore.tracking import DEFAULT_URI
 from search.errors import SearchConfigError
 from search.trial_fields import FEATURE_KEYS, RESERVED_TRIAL_FIELDS, trial_config_class
+from trainables.config import RENAMED_KEYS
 
 # What ``--smoke-test`` changes: a handful of tiny trials that still exercise ASHA and concurrency.
 SMOKE_TEST: dict[str, Any] = {
@@ -244,6 +245,10 @@ def check_trial_fields(config: SearchConfig, source: str) -> None:
             if key in FEATURE_KEYS:
                 raise SearchConfigError(
                     f"{source}: {section}.{key}: variants belong under stores.{key}"
+                )
+            if key in RENAMED_KEYS:
+                raise SearchConfigError(
+                    f"{source}: {section}.{key}: now called {RENAMED_KEYS[key]!r}; rename it"
                 )
             if key not in fields:
                 raise SearchConfigError(

@@ -64,6 +64,7 @@ def test_every_shipped_config_loads_and_samples_with_its_conditionals(path: Path
             "space.fbp_out: trial field: fbp_out: Input should be greater than or equal to 1 (got 0)",
         ),
         ("space.epochs=[1, 2]", "space.epochs: set by the search (budget.epochs)"),
+        ("space.class_balanced=[true]", "space.class_balanced: now called 'balanced_loss'"),
         ("budget.grace_period=99", "grace_period (99) exceeds epochs"),
         ("resources.gpu=1.5", "gpu above 1 must be a whole number"),
         ("stores.visual_feature=[nowhere]", "no visual store 'nowhere'"),
