@@ -12,20 +12,6 @@ import numpy as np
 
 from feature_store.errors import CorruptStoreError, StoreError
 
-__all__ = [
-    "CLIPS_FILE",
-    "FEATURES_FILE",
-    "FORMAT",
-    "META_FILE",
-    "MODALITIES",
-    "REQUIRED_COLUMNS",
-    "SPLITS",
-    "VERSION",
-    "npy_header",
-    "read_npy_header",
-    "sha256_file",
-]
-
 FORMAT = "avfusion-store"
 VERSION = 1
 SPLITS: tuple[str, ...] = ("train", "val", "test")
