@@ -1,15 +1,22 @@
 """Plots a researcher reads: attention with padding masked and clips labelled, titles naming the
-configuration and split, the ensemble trajectory with its cross-validated line."""
+configuration and split, one confusion-matrix style for trials and ensembles, the ensemble
+trajectory with its cross-validated line, every PNG at slide resolution (160 dpi, read back)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from matplotlib.image import imread
+from PIL import Image
+from test_ensembling_cli import score_dirs
 from test_trainables_train import FAST, stores  # noqa: F401 - the fixture
 
+from avcore import figures
+from ensembling import report
+from ensembling.cli import main as ensembling_main
 from trainables import TrialConfig, train_trial
 from trainables.config import trial_label
-from trainables.plots import plot_attention
+from trainables.plots import plot_attention, plot_confusion
 
 CLASSES = ["Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"]
 
@@ -61,3 +68,117 @@ def test_trial_label_reads_configs_and_run_params():
         "lr": "0.001",
     }
     assert trial_label(params) == "f-mean+logmel relation/transformer concat"
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Every figure saved through ``avcore.figures.save``, by file name (saved as usual)."""
+    saved = {}
+    real_save = figures.save
+
+    def save(fig, path):
+        saved[path.name] = fig
+        return real_save(fig, path)
+
+    monkeypatch.setattr(figures, "save", save)
+    return saved
+
+
+def slide_png(path, fig) -> None:
+    """A PNG of the figure's size at 160 dpi, the dpi recorded in the file."""
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.info["dpi"] == pytest.approx((160, 160), abs=0.1)
+        width, height = fig.get_size_inches() * 160
+        assert image.size == (round(width), round(height))
+        assert image.size[0] >= 900
+
+
+def test_one_confusion_style_for_trials_and_ensembles(tmp_path, drawn):
+    rng = np.random.default_rng(0)
+    labels = np.arange(35) % 7
+    probs = rng.dirichlet(np.ones(7), 35)
+    probs[np.arange(35), labels] += 0.5
+    config = "f-mean+logmel relation/transformer concat"
+    trial = plot_confusion(labels, probs, CLASSES, tmp_path / "trial.png", title=f"val — {config}")
+    out = tmp_path / "ensemble"
+    dirs = score_dirs(tmp_path)
+    assert ensembling_main(["build", "--scores", *dirs, "--rounds", "5", "--out", str(out)]) == 0
+    ensemble = drawn["confusion_val.png"]
+    slide_png(trial, drawn["trial.png"])
+    slide_png(out / "confusion_val.png", ensemble)
+    styles = []
+    for fig in (drawn["trial.png"], ensemble):
+        matrix, bar = fig.axes
+        styles.append(
+            (
+                tuple(fig.get_size_inches()),
+                matrix.get_xlabel(),
+                matrix.get_ylabel(),
+                [t.get_text() for t in matrix.get_xticklabels()],
+                matrix.images[0].get_cmap().name,
+                bar.get_ylabel(),
+                len(matrix.texts),
+            )
+        )
+    assert styles[0] == styles[1]
+    assert styles[0][5] == "share of the true class" and styles[0][6] == 49
+    trial_title = drawn["trial.png"].axes[0].get_title()
+    accuracy = np.mean(probs.argmax(axis=1) == labels)
+    assert trial_title.startswith(f"val — {config}\naccuracy {accuracy:.3f} · UAR ")
+    in_sample = report.read(out)["in_sample"]["acc"]
+    title = f"val (in-sample) — ensemble of {', '.join(dirs)}\naccuracy {in_sample:.3f}"
+    assert ensemble.axes[0].get_title().startswith(title)
+
+
+def test_titles_draw_user_names_as_written(tmp_path, drawn):
+    # A '$' pair would start mathtext; a malformed formula would fail the save.
+    title = r"val — run $\frac{x$ #3"
+    plot_confusion(np.arange(7), np.eye(7), CLASSES, tmp_path / "c.png", title=title)
+    attention = {"clip_ids": ["$a$_1"], "visual": [np.full(3, 1 / 3)]}
+    plot_attention(attention, tmp_path / "a.png", title=title)
+    fig = drawn["c.png"]
+    fig.canvas.draw()
+    assert fig.axes[0].title.get_text().startswith(r"val — run \$\frac{x\$ #3")
+
+
+@pytest.mark.parametrize("objective", ["acc", "uar"])
+def test_trajectory_has_a_title_and_the_cross_validated_line(tmp_path, drawn, objective):
+    out = tmp_path / "ensemble"
+    dirs = score_dirs(tmp_path)
+    argv = ["build", "--scores", *dirs, "--rounds", "6", "--objective", objective]
+    assert ensembling_main([*argv, "--out", str(out)]) == 0
+    info = report.read(out)
+    fig = drawn["trajectory.png"]
+    slide_png(out / "trajectory.png", fig)
+    ax = fig.axes[0]
+    assert ax.get_title() == (
+        f"ensemble of {', '.join(dirs)} — val: greedy selection by {objective}"
+    )
+    assert ax.get_ylabel() == f"val {objective}"
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    cross_validated = lines[f"ensemble, {info['recipe']['folds']}-fold cross-validated"]
+    assert cross_validated.get_ydata()[0] == pytest.approx(info["cross_validated"][objective])
+    best = lines["best single trial (selected on val)"]
+    assert best.get_ydata()[0] == pytest.approx(info["best_single"][objective])
+    steps = lines["after each step (in-sample)"].get_ydata()
+    assert list(steps) == pytest.approx(info["trajectory"])
+
+
+def test_attention_plot_is_slide_sized_and_names_kinds(tmp_path, drawn):
+    attention = {
+        "clip_ids": ["a", "b"],
+        "labels": [0, 1],
+        "predicted": [1, 1],
+        "kinds": {"visual": "relation", "audio": "self"},
+        "visual": [np.full(6, 1 / 6), np.full(2, 1 / 2)],
+        "audio": [np.full(4, 1 / 4), np.full(4, 1 / 4)],
+    }
+    path = plot_attention(attention, tmp_path / "attention.png", CLASSES, title="val — x")
+    fig = drawn["attention.png"]
+    slide_png(path, fig)
+    titles = [ax.get_title() for ax in fig.axes[:2]]
+    assert titles == ["visual: relation attention (× uniform)", "audio: self attention (× uniform)"]
+    rows = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert rows == ["a\ntrue Angry · pred Disgust", "b\ntrue Disgust · pred Disgust"]
+    assert fig.texts[0].get_text() == "val — x"
