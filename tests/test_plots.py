@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import slide_png
 from matplotlib.image import imread
-from PIL import Image
 from test_ensembling_cli import score_dirs
 from test_trainables_train import FAST, stores  # noqa: F401 - the fixture
 
-from avcore import figures
 from ensembling import report
 from ensembling.cli import main as ensembling_main
 from trainables import TrialConfig, train_trial
@@ -68,30 +67,6 @@ def test_trial_label_reads_configs_and_run_params():
         "lr": "0.001",
     }
     assert trial_label(params) == "f-mean+logmel relation/transformer concat"
-
-
-@pytest.fixture
-def drawn(monkeypatch):
-    """Every figure saved through ``avcore.figures.save``, by file name (saved as usual)."""
-    saved = {}
-    real_save = figures.save
-
-    def save(fig, path):
-        saved[path.name] = fig
-        return real_save(fig, path)
-
-    monkeypatch.setattr(figures, "save", save)
-    return saved
-
-
-def slide_png(path, fig) -> None:
-    """A PNG of the figure's size at 160 dpi, the dpi recorded in the file."""
-    with Image.open(path) as image:
-        assert image.format == "PNG"
-        assert image.info["dpi"] == pytest.approx((160, 160), abs=0.1)
-        width, height = fig.get_size_inches() * 160
-        assert image.size == (round(width), round(height))
-        assert image.size[0] >= 900
 
 
 def test_one_confusion_style_for_trials_and_ensembles(tmp_path, drawn):
