@@ -9,6 +9,7 @@ inside the function that draws, so a CLI's ``--help`` does not pay for it.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +27,14 @@ def plain(text: str) -> str:
     """``text`` (a clip id, a configuration or store name: user input) drawn as written: a ``$``
     would otherwise start matplotlib's mathtext, and a malformed formula fails the save."""
     return str(text).replace("$", r"\$")
+
+
+def heading(text: str, width: int = 72) -> str:
+    """A title: ``plain``, wrapped at ``width`` characters so a long name stays on the figure."""
+    # Wrapped first: a break must not part the escape from its '$'.
+    return "\n".join(
+        plain(wrapped) for line in str(text).split("\n") for wrapped in textwrap.wrap(line, width)
+    )
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -86,6 +95,6 @@ def plot_confusion(
     accuracy = np.trace(counts) / max(1, total)
     recall = uar(predicted, labels, n) if total else float("nan")
     ax.set_title(
-        f"{plain(title)}\naccuracy {accuracy:.3f} · UAR {recall:.3f} · {total} clips", fontsize=10
+        f"{heading(title)}\naccuracy {accuracy:.3f} · UAR {recall:.3f} · {total} clips", fontsize=10
     )
     return save(fig, path)

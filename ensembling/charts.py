@@ -14,6 +14,20 @@ if TYPE_CHECKING:
     from ensembling.build import Ensemble
 
 
+# What the figures call the objectives.
+OBJECTIVE_NAMES = {"acc": "accuracy", "uar": "UAR"}
+
+
+def source_label(source: dict) -> str:
+    """What an ensemble was built from, short enough for a title: the experiment, or the score
+    folders' names (their count and the first one when they are many)."""
+    if source.get("experiment"):
+        return str(source["experiment"])
+    names = [Path(folder).name for folder in source.get("dirs", [])]
+    text = ", ".join(names)
+    return text if len(text) <= 40 else f"{len(names)} score folders ({names[0]}, …)"
+
+
 def plot_confusion(ensemble: Ensemble, path: Path, name: str) -> Path:
     """The ensemble's in-sample validation predictions against the labels."""
     return figures.plot_confusion(
@@ -62,8 +76,12 @@ def plot_trajectory(ensemble: Ensemble, path: Path, name: str) -> Path:
         linestyle="-.",
         label=f"ensemble, {cross_validated.folds}-fold cross-validated",
     )
-    ax.set_ylabel(f"val {objective}")
-    ax.set_title(f"ensemble of {name} — val: greedy selection by {objective}", fontsize=10)
+    ax.set_ylabel(f"val {OBJECTIVE_NAMES[objective]}")
+    ax.set_title(
+        f"{figures.heading(f'ensemble of {name} — val')}\n"
+        f"greedy selection by {OBJECTIVE_NAMES[objective]}",
+        fontsize=10,
+    )
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return figures.save(fig, path)

@@ -11,7 +11,7 @@ from matplotlib.image import imread
 from test_ensembling_cli import score_dirs
 from test_trainables_train import FAST, stores  # noqa: F401 - the fixture
 
-from ensembling import report
+from ensembling import charts, report
 from ensembling.cli import main as ensembling_main
 from trainables import TrialConfig, train_trial
 from trainables.config import trial_label
@@ -102,7 +102,9 @@ def test_one_confusion_style_for_trials_and_ensembles(tmp_path, drawn):
     accuracy = np.mean(probs.argmax(axis=1) == labels)
     assert trial_title.startswith(f"val — {config}\naccuracy {accuracy:.3f} · UAR ")
     in_sample = report.read(out)["in_sample"]["acc"]
-    title = f"val (in-sample) — ensemble of {', '.join(dirs)}\naccuracy {in_sample:.3f}"
+    title = (
+        f"val (in-sample) — ensemble of trial0, trial1, trial2, trial3\naccuracy {in_sample:.3f}"
+    )
     assert ensemble.axes[0].get_title().startswith(title)
 
 
@@ -113,8 +115,13 @@ def test_titles_draw_user_names_as_written(tmp_path, drawn):
     attention = {"clip_ids": ["$a$_1"], "visual": [np.full(3, 1 / 3)]}
     plot_attention(attention, tmp_path / "a.png", title=title)
     fig = drawn["c.png"]
-    fig.canvas.draw()
     assert fig.axes[0].title.get_text().startswith(r"val — run \$\frac{x\$ #3")
+    # A long name is wrapped, not cut off at the figure's edge.
+    plot_confusion(
+        np.arange(7), np.eye(7), CLASSES, tmp_path / "long.png", title="val — " + "x" * 100
+    )
+    lines = drawn["long.png"].axes[0].get_title().splitlines()
+    assert [len(line) for line in lines[:-1]] == [72, 34] and lines[-1].startswith("accuracy")
 
 
 @pytest.mark.parametrize("objective", ["acc", "uar"])
@@ -127,17 +134,19 @@ def test_trajectory_has_a_title_and_the_cross_validated_line(tmp_path, drawn, ob
     fig = drawn["trajectory.png"]
     slide_png(out / "trajectory.png", fig)
     ax = fig.axes[0]
-    assert ax.get_title() == (
-        f"ensemble of {', '.join(dirs)} — val: greedy selection by {objective}"
+    name = {"acc": "accuracy", "uar": "UAR"}[objective]
+    assert (
+        ax.get_title()
+        == f"ensemble of trial0, trial1, trial2, trial3 — val\ngreedy selection by {name}"
     )
-    assert ax.get_ylabel() == f"val {objective}"
+    assert ax.get_ylabel() == f"val {name}"
     lines = {line.get_label(): line for line in ax.get_lines()}
     cross_validated = lines[f"ensemble, {info['recipe']['folds']}-fold cross-validated"]
     assert cross_validated.get_ydata()[0] == pytest.approx(info["cross_validated"][objective])
     best = lines["best single trial (selected on val)"]
     assert best.get_ydata()[0] == pytest.approx(info["best_single"][objective])
     steps = lines["after each step (in-sample)"].get_ydata()
-    assert list(steps) == pytest.approx(info["trajectory"])
+    assert list(steps) == pytest.approx([step["objective"] for step in info["trajectory"]])
 
 
 def test_attention_plot_is_slide_sized_and_names_kinds(tmp_path, drawn):
@@ -157,3 +166,9 @@ def test_attention_plot_is_slide_sized_and_names_kinds(tmp_path, drawn):
     rows = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert rows == ["a\ntrue Angry · pred Disgust", "b\ntrue Disgust · pred Disgust"]
     assert fig.texts[0].get_text() == "val — x"
+
+
+def test_an_ensemble_title_names_many_score_folders_briefly():
+    assert charts.source_label({"experiment": "my-search", "dirs": []}) == "my-search"
+    folders = [f"/runs/search/trial{i:02d}" for i in range(12)]
+    assert charts.source_label({"dirs": folders}) == "12 score folders (trial00, …)"

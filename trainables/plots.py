@@ -58,7 +58,7 @@ def plot_attention(
         left=0.3 / max(1, len(modalities)), right=0.9, bottom=0.2, top=0.8, wspace=0.55
     )
     if title:
-        fig.suptitle(figures.plain(title), fontsize=10)
+        fig.suptitle(figures.heading(title), fontsize=10)
     if not modalities:
         ax = fig.add_subplot()
         ax.text(0.5, 0.5, "no attention weights", ha="center", va="center")

@@ -70,12 +70,16 @@ def plot_spectrograms(
             interpolation="nearest",
         )
         ax.set_title(figures.plain(clip_id), fontsize=8)
-    for ax in axes.flat[len(previews) :]:
-        ax.set_axis_off()
+    seconds = max(image.shape[1] for _, image in previews) * SHIFT_SECONDS
+    axes[0, 0].set_xlim(0.0, seconds)  # shared: each imshow would set its own clip's length
+    for index, ax in enumerate(axes.flat):
+        if index >= len(previews):
+            ax.set_axis_off()
+        elif index + columns >= len(previews):  # the last panel of its column
+            ax.set_xlabel("time (s)")
+            ax.xaxis.set_tick_params(labelbottom=True)
     if kind != "speech":
         _label_mel_bands(axes[0, 0], bins)
-    for ax in axes[-1]:
-        ax.set_xlabel("time (s)")
     for ax in axes[:, 0]:
         ax.set_ylabel(axis_label)
     fig.colorbar(
@@ -84,9 +88,10 @@ def plot_spectrograms(
         extend="min",
         label="magnitude (dB)" if kind == "speech" else "Mel power (dB)",
     )
-    seconds = max(image.shape[1] for _, image in previews) * SHIFT_SECONDS
     fig.suptitle(
-        f"{figures.plain(store)}: {kind} spectrograms (the first {seconds:g} s of each clip)",
+        figures.heading(
+            f"{store}: {kind} spectrograms (up to the first {seconds:g} s of each clip)"
+        ),
         fontsize=10,
     )
     return figures.save(fig, path)
