@@ -37,10 +37,9 @@ def without_face(result: ClipResult) -> bool:
 def no_face_warning(result: ClipResult, stores: Sequence[str] = ()) -> str:
     """The warning line of a clip without a face (``stores``: where, when not in all of them)."""
     where = f" (stores {', '.join(stores)})" if stores else ""
-    return (
-        f"warning: clip {result.clip_id!r}: no face in any of its "
-        f"{result.info.get('frames_used', result.frames)} sampled frames; whole frames used{where}"
-    )
+    frames = result.info.get("frames_used", result.frames)
+    sampled = "its one sampled frame" if frames == 1 else f"any of its {frames} sampled frames"
+    return f"warning: clip {result.clip_id!r}: no face in {sampled}; whole frames used{where}"
 
 
 def assemble_store(

@@ -146,6 +146,21 @@ def test_a_clip_without_a_face_is_named_and_counted(tmp_path, media, capsys):
         "basic": 1,
         "f-normfft": 1,
     }
+    # A face in the last frame only: the store sampling the first frame alone names itself.
+    late = make_face_video(tmp_path / "late.mp4", count=4, absent=(0, 1, 2))
+    manifest = write_manifest(tmp_path / "late.csv", [("late", str(late), "val", "Sad")])
+    recipes = [
+        write_recipe(tmp_path / f"{name}.yaml", sampling={"max_frames": frames})
+        for name, frames in (("first", 1), ("ends", 2))
+    ]
+    stores = build_stores(manifest, recipes, tmp_path / "late", progress=False)
+    assert [line for line in capsys.readouterr().err.splitlines() if "warning" in line] == [
+        "warning: clip 'late': no face in its one sampled frame; whole frames used (stores first)"
+    ]
+    assert {name: s.meta["num_without_face"] for name, s in stores.items()} == {
+        "first": 1,
+        "ends": 0,
+    }
 
 
 def test_every_bad_input_is_listed_with_skip_bad(tmp_path, media):
