@@ -1,63 +1,51 @@
-"""The two PNGs of an ensemble's output folder (matplotlib, Agg backend): the validation
-confusion matrix and the selection trajectory. ``ensembling.report`` writes them."""
+"""The PNGs of an ensemble's output folder, in the house style of ``avcore.figures``: the
+validation confusion matrix (``avcore.figures.plot_confusion``, the trials' own) and the selection
+trajectory. ``ensembling.report`` writes them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
+from avcore import figures
 from avcore.afew import CLASSES
-from avcore.metrics import confusion
 
 if TYPE_CHECKING:
     from ensembling.build import Ensemble
 
 
-def plot_confusion(predicted: np.ndarray, labels: np.ndarray, path: Path, title: str) -> None:
-    """The confusion matrix of ``predicted`` against ``labels``: counts, shaded by row share."""
-    counts = confusion(predicted, labels, len(CLASSES))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for true in range(len(CLASSES)):
-        for predicted in range(len(CLASSES)):
-            ax.text(
-                predicted,
-                true,
-                str(counts[true, predicted]),
-                ha="center",
-                va="center",
-                color="white" if rates[true, predicted] > 0.5 else "black",
-                fontsize=8,
-            )
-    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
-    ax.set_yticks(range(len(CLASSES)), CLASSES)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="share of the true class")
-    fig.tight_layout()
-    fig.savefig(path, dpi=160)
-    plt.close(fig)
+# What the figures call the objectives.
+OBJECTIVE_NAMES = {"acc": "accuracy", "uar": "UAR"}
 
 
-def plot_trajectory(ensemble: Ensemble, path: Path, title: str) -> None:
+def source_label(source: dict) -> str:
+    """What an ensemble was built from, short enough for a title: the experiment, or the score
+    folders' names (their count and the first one when they are many)."""
+    if source.get("experiment"):
+        return str(source["experiment"])
+    names = [Path(folder).name for folder in source.get("dirs", [])]
+    text = ", ".join(names)
+    return text if len(text) <= 40 else f"{len(names)} score folders ({names[0]}, …)"
+
+
+def plot_confusion(ensemble: Ensemble, path: Path, name: str) -> Path:
+    """The ensemble's in-sample validation predictions against the labels."""
+    return figures.plot_confusion(
+        ensemble.val_probs.argmax(axis=1),
+        ensemble.scores.labels_val,
+        CLASSES,
+        path,
+        f"val (in-sample) — ensemble of {name}",
+    )
+
+
+def plot_trajectory(ensemble: Ensemble, path: Path, name: str) -> Path:
     """The objective after each selection step (or each bag), against the best single trial and
-    the cross-validated ensemble."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    the cross-validated ensemble, all in the selection's objective."""
     selection = ensemble.selection
-    fig, ax = plt.subplots(figsize=(7, 4))
+    objective = selection.objective
+    fig = figures.new_figure(7.0, 4.4)
+    ax = fig.add_subplot()
     if selection.bags:
         for bag in selection.bags:
             ax.plot(range(1, len(bag.trajectory) + 1), bag.trajectory, color="grey", alpha=0.3)
@@ -70,27 +58,30 @@ def plot_trajectory(ensemble: Ensemble, path: Path, title: str) -> None:
         bag_axis.set_xlabel("bags averaged")
     else:
         steps = range(1, len(selection.trajectory) + 1)
-        ax.plot(steps, selection.trajectory, "-", label="after each step")
+        ax.plot(steps, selection.trajectory, "-", label="after each step (in-sample)")
         ax.axvline(
             selection.kept, color="red", linestyle="--", label=f"kept prefix ({selection.kept})"
         )
         ax.set_xlabel("selection step")
     ax.axhline(
-        ensemble.best_single_figures.acc,
+        getattr(ensemble.best_single_figures, objective),
         color="green",
         linestyle=":",
-        label="best single trial (val acc, selected on val)",
+        label="best single trial (selected on val)",
     )
     cross_validated = ensemble.cross_validated
     ax.axhline(
-        cross_validated.acc,
+        getattr(cross_validated, objective),
         color="purple",
         linestyle="-.",
-        label=f"ensemble, {cross_validated.folds}-fold CV of the selection (acc)",
+        label=f"ensemble, {cross_validated.folds}-fold cross-validated",
     )
-    ax.set_ylabel(f"validation {selection.objective} (in-sample)")
-    ax.set_title(f"greedy ensemble selection — {title}")
+    ax.set_ylabel(f"val {OBJECTIVE_NAMES[objective]}")
+    ax.set_title(
+        f"{figures.heading(f'ensemble of {name} — val')}\n"
+        f"greedy selection by {OBJECTIVE_NAMES[objective]}",
+        fontsize=10,
+    )
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=160)
-    plt.close(fig)
+    return figures.save(fig, path)

@@ -198,13 +198,9 @@ def _write_files(ensemble: Ensemble, info: dict, directory: Path) -> None:
             # Second guard after the stores': an entry never escapes the extraction folder.
             archive.writestr(f"{guards.check_name(str(clip_id), 'test clip id')}.txt", emotion)
     (directory / "report.md").write_text(render(info))
-    charts.plot_confusion(
-        ensemble.val_probs.argmax(axis=1),
-        scores.labels_val,
-        directory / "confusion_val.png",
-        f"val (in-sample) — ensemble of {_source_name(info)}",
-    )
-    charts.plot_trajectory(ensemble, directory / "trajectory.png", _source_name(info))
+    name = charts.source_label(info["source"])
+    charts.plot_confusion(ensemble, directory / "confusion_val.png", name)
+    charts.plot_trajectory(ensemble, directory / "trajectory.png", name)
 
 
 def write(ensemble: Ensemble, out: Path, info: dict, *, force: bool = False) -> Path:

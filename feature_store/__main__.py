@@ -93,9 +93,11 @@ def _run_build(args: argparse.Namespace) -> int:
         stores = [build_store(args.manifest, args.recipe[0], args.out, **options)]
     for store in stores:
         rejected = store.meta.get("num_rejected", 0)
-        print(
-            f"{store.path}: {counts(store)}{f', {rejected} rejected (rejected.csv)' if rejected else ''}"
-        )
+        faceless = store.meta.get("num_without_face", 0)
+        notes = [f"{rejected} rejected (rejected.csv)"] if rejected else []
+        if faceless:
+            notes.append(f"{faceless} without a face in any frame (frames_with_face = 0)")
+        print(f"{store.path}: {', '.join([counts(store), *notes])}")
     return 0
 
 

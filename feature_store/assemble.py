@@ -1,6 +1,8 @@
 """The last step of a build: the finished clips of a work directory become the store (written
 atomically by ``StoreWriter``), then ``rejected.csv`` (clip_id,path,reason) and the extractor's
-contact sheet are added and only then the work directory is removed.
+contact sheet are added and only then the work directory is removed. A visual store records how
+many of its clips had no face in any frame (``num_without_face``, beside ``num_rejected``); the
+build names each such clip in a warning line as it finishes (``no_face_warning``).
 """
 
 from __future__ import annotations
@@ -8,12 +10,15 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from feature_store.errors import StoreError
+from feature_store.extractor import ClipResult
+from feature_store.previews import save_contact_sheet
 from feature_store.recipe import RecipeBase
 from feature_store.store.reader import Store
 from feature_store.store.writer import StoreWriter
@@ -21,6 +26,20 @@ from feature_store.workdir import WorkDir
 
 REJECTED_FILE = "rejected.csv"
 PREVIEW_CLIPS = 8  # clips shown on the contact sheet
+SavePreviews = Callable[[Path, list[tuple[str, np.ndarray]]], Any]
+
+
+def without_face(result: ClipResult) -> bool:
+    """A visual clip in which no sampled frame had a face: its whole frames were used."""
+    return result.info.get("frames_with_face") == 0
+
+
+def no_face_warning(result: ClipResult, stores: Sequence[str] = ()) -> str:
+    """The warning line of a clip without a face (``stores``: where, when not in all of them)."""
+    where = f" (stores {', '.join(stores)})" if stores else ""
+    frames = result.info.get("frames_used", result.frames)
+    sampled = "its one sampled frame" if frames == 1 else f"any of its {frames} sampled frames"
+    return f"warning: clip {result.clip_id!r}: no face in {sampled}; whole frames used{where}"
 
 
 def assemble_store(
@@ -35,6 +54,7 @@ def assemble_store(
     manifest: str | os.PathLike[str],
     *,
     force: bool,
+    save_previews: SavePreviews = save_contact_sheet,
 ) -> Store:
     kept = clips[~clips["clip_id"].isin(rejected)]
     if kept.empty:
@@ -43,6 +63,7 @@ def assemble_store(
         )
     meta = dict(meta)
     previews: list[tuple[str, np.ndarray]] = []
+    faceless: int | None = None  # clips without a face in any frame; None: no faces were sought
     with StoreWriter(
         out,
         name=recipe.name or out.name,
@@ -71,11 +92,15 @@ def assemble_store(
             )
             if result.preview is not None and len(previews) < PREVIEW_CLIPS:
                 previews.append((row.clip_id, result.preview))
+            if "frames_with_face" in result.info:
+                faceless = (faceless or 0) + int(without_face(result))
+        if faceless is not None:
+            writer.meta["num_without_face"] = faceless
         store = writer.close()
     if rejected:
         _write_rejected(out / REJECTED_FILE, clips, rejected)
     if previews:
-        save_contact_sheet(out / preview_file, previews)
+        save_previews(out / preview_file, previews)
     shutil.rmtree(work.path, ignore_errors=True)
     return store
 
@@ -87,21 +112,3 @@ def _write_rejected(path: Path, clips, rejected: dict[str, str]) -> None:
         writer.writerow(["clip_id", "path", "reason"])
         for clip_id, reason in rejected.items():
             writer.writerow([clip_id, paths[clip_id], reason])
-
-
-def save_contact_sheet(path: Path, previews: list[tuple[str, np.ndarray]]) -> None:
-    """One row per clip: its clip id, then its preview image (PNG). Drawn with PIL: matplotlib's
-    import and layout took seconds, a share of a short build."""
-    from PIL import Image, ImageDraw
-
-    label, gap = 14, 6
-    widest = max(image.shape[1] for _, image in previews)
-    height = sum(label + image.shape[0] + gap for _, image in previews)
-    sheet = Image.new("RGB", (widest, height), "white")
-    draw = ImageDraw.Draw(sheet)
-    top = 0
-    for clip_id, image in previews:
-        draw.text((2, top + 1), clip_id, fill="black")
-        sheet.paste(Image.fromarray(np.ascontiguousarray(image[..., :3])), (0, top + label))
-        top += label + image.shape[0] + gap
-    sheet.save(path)

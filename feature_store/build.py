@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from feature_store.assemble import assemble_store
+from feature_store.assemble import assemble_store, no_face_warning, without_face
 from feature_store.extractor import ClipError, ClipResult, ExtractJob, make_extractor
 from feature_store.manifest import read_manifest
 from feature_store.progress import BuildProgress
@@ -89,13 +89,15 @@ def build_store(
                 bar.write(f"skipped {outcome}")
             else:
                 work.save(outcome)
+                if without_face(outcome):
+                    bar.write(no_face_warning(outcome))
             bar.update(_frames_timing(outcome))
     finally:
         outcomes.close()  # stops the workers now, not when the traceback is freed
         bar.close()
     return assemble_store(
         clips, recipe, extractor.dim, extractor.meta, extractor.preview_file, work, rejected, out,
-        manifest, force=force,
+        manifest, force=force, save_previews=extractor.save_previews,
     )  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from feature_store.errors import StoreError
+from feature_store.previews import save_contact_sheet
 from feature_store.recipe import RecipeBase, import_modality
 
 
@@ -51,8 +52,15 @@ class Extractor(ABC):
         ``path`` is a file."""
 
     def preview(self) -> np.ndarray | None:
-        """Optional uint8 ``[h, w, 3]`` image of the clip just extracted (e.g. its face crops)."""
+        """Optional preview of the clip just extracted: a uint8 ``[h, w, 3]`` image (its face
+        crops) for the default contact sheet, or the array this extractor's ``save_previews``
+        draws."""
         return None
+
+    def save_previews(self, path: Path, previews: list[tuple[str, np.ndarray]]) -> None:
+        """Draw a few clips' ``(clip_id, preview())`` into ``path`` (``preview_file``): by default
+        the images tiled under their clip ids."""
+        save_contact_sheet(path, previews)
 
 
 ExtractorFactory = Callable[[Any], Extractor]

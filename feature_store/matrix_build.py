@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from feature_store.assemble import assemble_store
+from feature_store.assemble import assemble_store, no_face_warning, without_face
 from feature_store.build import build_store
 from feature_store.devices import resolve_device
 from feature_store.errors import StoreError, StoreExistsError
@@ -193,6 +193,7 @@ def _build_visual(
                 continue
             for track in outcome.tracks.values():
                 cache.save(track)
+            faceless = []
             for name, result in outcome.results.items():
                 if isinstance(result, ClipError):
                     if not skip_bad:
@@ -201,6 +202,11 @@ def _build_visual(
                     bar.write(f"skipped in {name}: {result}")
                 else:
                     works[name].save(result)
+                    if without_face(result):
+                        faceless.append((name, result))
+            if faceless:  # one line per clip; the stores named when only some found no face
+                some = len(faceless) < len(outcome.results)
+                bar.write(no_face_warning(faceless[0][1], [n for n, _ in faceless] if some else ()))
             bar.update({**outcome.timings, "frames": outcome.frames})
     finally:
         outcomes.close()

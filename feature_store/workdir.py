@@ -61,7 +61,7 @@ class WorkDir:
             "info": np.array(json.dumps(result.info, default=_json_scalar)),
         }
         if result.preview is not None:
-            arrays["preview"] = np.asarray(result.preview, dtype=np.uint8)
+            arrays["preview"] = np.asarray(result.preview)  # the extractor's dtype (image or data)
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
         os.replace(tmp, target)  # a clip's file is complete or absent

@@ -1,5 +1,5 @@
-"""Shared test helpers: tiny stores made on the fly, and system tools that may skip locally but
-never in CI (under ``CI=true`` a missing tool fails the test)."""
+"""Shared test helpers: tiny stores made on the fly, system tools that may skip locally but
+never in CI (under ``CI=true`` a missing tool fails the test), and the figures a test drew."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 import feature_store
+from avcore import figures
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -66,3 +68,27 @@ def make_store(tmp_path: Path) -> Callable[..., feature_store.Store]:
         )
 
     return make
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Every figure saved through ``avcore.figures.save``, by file name (saved as usual)."""
+    saved = {}
+    real_save = figures.save
+
+    def save(fig, path):
+        saved[path.name] = fig
+        return real_save(fig, path)
+
+    monkeypatch.setattr(figures, "save", save)
+    return saved
+
+
+def slide_png(path, fig) -> None:
+    """A PNG of the figure's size at 160 dpi, the dpi recorded in the file."""
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.info["dpi"] == pytest.approx((160, 160), abs=0.1)
+        width, height = fig.get_size_inches() * 160
+        assert image.size == (round(width), round(height))
+        assert image.size[0] >= 900

@@ -10,11 +10,12 @@ import subprocess
 from pathlib import Path
 
 import av
+import librosa
 import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import require_tool
+from conftest import require_tool, slide_png
 
 from feature_store.__main__ import main
 from feature_store.audio.checkpoint import read_weights
@@ -156,7 +157,7 @@ def test_shipped_recipes(tmp_path):
         assert maps.shape[2] * maps.shape[3] == per_segment
 
 
-def test_build_store_from_real_speech(clips, tmp_path):
+def test_build_store_from_real_speech(clips, tmp_path, drawn):
     manifest = write_manifest(tmp_path / "manifest.csv", clips)
     recipe_path = write_recipe(tmp_path / "speech.yaml")
     store = build_store(manifest, recipe_path, tmp_path / "store", progress=False)
@@ -180,10 +181,22 @@ def test_build_store_from_real_speech(clips, tmp_path):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     first_alone = segment_vectors(extractor_model, segments[:1], batch_size=1)
     np.testing.assert_allclose(got[:10], first_alone, rtol=1e-4, atol=1e-5)
-    assert (store.path / "spectrograms.png").is_file()
+    # The preview: each clip with audio, time in s, frequency in Hz, one colour bar in dB.
+    fig = drawn["spectrograms.png"]
+    slide_png(store.path / "spectrograms.png", fig)
+    panels = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in panels] == [*SENTENCES, "silent_test"]
+    assert {ax.get_xlabel() for ax in panels[-2:]} == {"time (s)"}
+    assert panels[0].get_ylabel() == "frequency (Hz)" and panels[0].get_ylim()[1] == 199.5 * 25
+    first = speech_spectrogram(samples)[:, :400] * (20 / np.log(10))
+    np.testing.assert_allclose(panels[0].images[0].get_array(), first, rtol=1e-5)
+    assert panels[0].images[0].get_extent()[:2] == [0, pytest.approx(first.shape[1] / 100)]
+    (bar,) = [ax for ax in fig.axes if ax.get_ylabel() == "magnitude (dB)"]
+    low, high = panels[0].images[0].get_clim()
+    assert high - low == 80 and bar.get_ylim() == (low, high)
 
 
-def test_corrupt_clip_stops_the_build_or_is_skipped(clips, tmp_path):
+def test_corrupt_clip_stops_the_build_or_is_skipped(clips, tmp_path, drawn):
     bad = make_corrupt_clip(tmp_path / "broken.mkv")
     manifest = write_manifest(tmp_path / "manifest.csv", clips, extra={"broken": bad})
     recipe_path = write_recipe(tmp_path / "speech.yaml", spectrogram="logmel", n_mels=64)
@@ -193,6 +206,16 @@ def test_corrupt_clip_stops_the_build_or_is_skipped(clips, tmp_path):
     assert "broken" not in store and len(store) == 6
     assert store.meta["enhancement"] == "logmel"
     assert "corrupt audio stream" in (store.path / "rejected.csv").read_text()
+    # Its preview counts Mel bands, labelled with their centre frequencies (librosa's filters).
+    fig = drawn["spectrograms.png"]
+    slide_png(store.path / "spectrograms.png", fig)
+    panel = fig.axes[0]
+    assert panel.get_ylabel() == "Mel band (centre Hz)" and panel.get_ylim() == (-0.5, 63.5)
+    centres = librosa.mel_frequencies(66, fmax=8000)[1:-1]
+    ticks = [int(t) for t in panel.get_yticks()]
+    assert ticks == [0, 16, 32, 47, 63]
+    assert [t.get_text() for t in panel.get_yticklabels()] == [f"{centres[t]:.0f}" for t in ticks]
+    assert any(ax.get_ylabel() == "Mel power (dB)" for ax in fig.axes)
 
 
 def test_train_audio_then_build_from_its_checkpoint(clips, tmp_path, monkeypatch, capsys):

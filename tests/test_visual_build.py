@@ -1,6 +1,7 @@
 """Visual store builds end to end on real video: the CLI, provenance and contact sheet, every bad
-input of issue 6 (stop with one line, or rejected.csv with --skip-bad), resume after an
-interruption, random-weight backbones recorded, parallel workers and Ray giving the same store."""
+input of issue 6 (stop with one line, or rejected.csv with --skip-bad), a clip without a face
+(warned and counted), resume after an interruption, random-weight backbones recorded, parallel
+workers and Ray giving the same store."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from feature_store import build as build_mod
 from feature_store.__main__ import main
 from feature_store.build import build_store
 from feature_store.errors import StoreError, StoreExistsError
+from feature_store.matrix_build import build_stores
 from feature_store.recipe import RecipeError, load_recipe
 from feature_store.visual import VisualExtractor
 from feature_store.workdir import work_dir_for
@@ -57,6 +59,7 @@ def media(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("media")
     good = make_face_video(folder / "good.mp4", count=4, absent=(2,))
     make_face_video(folder / "other.mp4", count=3, absent=())
+    make_face_video(folder / "blank.mp4", count=3, absent=(0, 1, 2))  # plain grey: no face
     (folder / "garbage.mp4").write_bytes(b"definitely not a video" * 50)
     (folder / "truncated.mp4").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with av.open(str(folder / "empty.avi"), "w") as container:  # a video stream, no frames
@@ -100,6 +103,7 @@ def test_build_from_the_cli(tmp_path, media, capsys):
     assert store.dim == 128 and store.modality == "visual" and store.name == "r"
     assert store.meta["backbone"] == "dlib-resnet" and store.meta["enhancement"] == "basic"
     assert store.meta["random_weights"] == [] and store.meta["num_rejected"] == 0
+    assert store.meta["num_without_face"] == 0
     clips = store.clips.set_index("clip_id")
     assert clips.loc["g1", "label"] == 3 and clips.loc["g2", "label"] == -1
     assert clips["length"].tolist() == [4, 3]
@@ -115,6 +119,48 @@ def test_build_from_the_cli(tmp_path, media, capsys):
     # A second build refuses to overwrite the store without --force.
     assert main(argv) == 2
     assert "already holds a store" in capsys.readouterr().err
+
+
+def test_a_clip_without_a_face_is_named_and_counted(tmp_path, media, capsys):
+    blank = ("blank", "blank.mp4", "val", "Sad")
+    manifest = write_manifest(media / "blank.csv", [GOOD[0], blank])
+    out = tmp_path / "store"
+    assert main(build_argv(manifest, write_recipe(tmp_path / "r.yaml"), out)) == 0
+    printed = capsys.readouterr()
+    warnings = [line for line in printed.err.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: clip 'blank': no face in any of its 3 sampled frames; whole frames used"
+    ]
+    assert printed.out.strip() == (
+        f"{out}: 2 clips, 7 vectors, dim 128, 1 without a face in any frame (frames_with_face = 0)"
+    )
+    store = feature_store.open_store(out)
+    assert store.meta["num_without_face"] == 1
+    assert store.clips.set_index("clip_id")["frames_with_face"].to_dict() == {"g1": 3, "blank": 0}
+    # Several stores in one pass: one line per clip, each store's count.
+    root = tmp_path / "matrix"
+    recipes = [write_recipe(tmp_path / f"{n}.yaml", enhancement=n) for n in ("basic", "f-normfft")]
+    stores = build_stores(manifest, recipes, root, progress=False)
+    assert [line for line in capsys.readouterr().err.splitlines() if "warning" in line] == warnings
+    assert {name: s.meta["num_without_face"] for name, s in stores.items()} == {
+        "basic": 1,
+        "f-normfft": 1,
+    }
+    # A face in the last frame only: the store sampling the first frame alone names itself.
+    late = make_face_video(tmp_path / "late.mp4", count=4, absent=(0, 1, 2))
+    manifest = write_manifest(tmp_path / "late.csv", [("late", str(late), "val", "Sad")])
+    recipes = [
+        write_recipe(tmp_path / f"{name}.yaml", sampling={"max_frames": frames})
+        for name, frames in (("first", 1), ("ends", 2))
+    ]
+    stores = build_stores(manifest, recipes, tmp_path / "late", progress=False)
+    assert [line for line in capsys.readouterr().err.splitlines() if "warning" in line] == [
+        "warning: clip 'late': no face in its one sampled frame; whole frames used (stores first)"
+    ]
+    assert {name: s.meta["num_without_face"] for name, s in stores.items()} == {
+        "first": 1,
+        "ends": 0,
+    }
 
 
 def test_every_bad_input_is_listed_with_skip_bad(tmp_path, media):

@@ -1,5 +1,5 @@
-"""PNG plots of a trial (matplotlib, Agg backend): the validation confusion matrix and the
-per-frame attention weights of a few validation clips. ``search`` logs both to MLflow; the
+"""PNG plots of a trial in the house style of ``avcore.figures``: the validation confusion matrix
+and the per-frame attention weights of a few validation clips. ``search`` logs both to MLflow; the
 ``fit`` command writes them beside ``scores.npz``."""
 
 from __future__ import annotations
@@ -11,15 +11,11 @@ from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from avcore.metrics import confusion
+from avcore import figures
 
-# Slides and papers need about 1,000 px across a figure; 160 dpi gives that at these sizes.
-DPI = 160
 # Plots are drawn once per trial, off the trial's path but on the search's: fixed margins instead
 # of tight_layout and one heatmap per modality instead of a subplot per clip keep each under ~0.3 s.
 
@@ -31,32 +27,10 @@ def plot_confusion(
     path: str | os.PathLike[str],
     title: str = "",
 ) -> Path:
-    """Row-normalised confusion matrix (recall on the diagonal), rate and count in each cell."""
-    counts = confusion(np.asarray(probs).argmax(axis=1), np.asarray(labels, np.int64), len(classes))
-    rows = counts.sum(axis=1, keepdims=True)
-    rates = counts / np.where(rows > 0, rows, 1)
-    fig = Figure(figsize=(5.8, 5.4))
-    fig.subplots_adjust(left=0.14, right=0.98, bottom=0.17, top=0.93)
-    ax = fig.add_subplot()
-    ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)  # each cell is labelled: no colorbar
-    for true in range(len(classes)):
-        for guess in range(len(classes)):
-            ax.text(
-                guess,
-                true,
-                f"{rates[true, guess]:.2f}\n({counts[true, guess]})",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if rates[true, guess] > 0.5 else "black",
-            )
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    accuracy = np.trace(counts) / max(1, counts.sum())
-    ax.set_title(f"{title + ' — ' if title else ''}accuracy {accuracy:.3f}")
-    return _save(fig, path)
+    """The house confusion matrix (``avcore.figures``) of a trial's class scores."""
+    return figures.plot_confusion(
+        np.asarray(probs).argmax(axis=1), labels, classes, path, title or "val"
+    )
 
 
 def plot_attention(
@@ -72,19 +46,19 @@ def plot_attention(
     clip_ids = list(attention.get("clip_ids", []))
     labels, predicted = attention.get("labels"), attention.get("predicted")
     kinds = attention.get("kinds", {})
-    rows = list(clip_ids)
+    rows = [figures.plain(clip) for clip in clip_ids]
     if classes is not None and labels is not None and predicted is not None:
         rows = [
-            f"{clip}\ntrue {classes[true]} · pred {classes[guess]}"
+            f"{figures.plain(clip)}\ntrue {classes[true]} · pred {classes[guess]}"
             for clip, true, guess in zip(clip_ids, labels, predicted)
         ]
     modalities = [m for m in ("visual", "audio") if len(attention.get(m, [])) > 0]
-    fig = Figure(figsize=(5.2 * max(1, len(modalities)), 1.6 + 0.6 * max(1, len(clip_ids))))
+    fig = figures.new_figure(5.2 * max(1, len(modalities)), 1.6 + 0.6 * max(1, len(clip_ids)))
     fig.subplots_adjust(
         left=0.3 / max(1, len(modalities)), right=0.9, bottom=0.2, top=0.8, wspace=0.55
     )
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(figures.heading(title), fontsize=10)
     if not modalities:
         ax = fig.add_subplot()
         ax.text(0.5, 0.5, "no attention weights", ha="center", va="center")
@@ -117,12 +91,4 @@ def plot_attention(
         ax.set_title(f"{modality}: {kind + ' ' if kind else ''}attention (× uniform)", fontsize=9)
         if col == len(modalities) - 1:
             fig.colorbar(image, ax=ax, fraction=0.04, label="weight × frames")
-    return _save(fig, path)
-
-
-def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI)
-    return path
+    return figures.save(fig, path)

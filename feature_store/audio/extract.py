@@ -22,7 +22,7 @@ import torch
 
 from feature_store.audio.checkpoint import checkpoint_config, load_weights
 from feature_store.audio.cnn import FEATURE_DIM, AlexNet, segment, segment_vectors, standardize
-from feature_store.audio.plots import render_spectrogram
+from feature_store.audio.plots import plot_spectrograms, preview_db
 from feature_store.audio.recipe import AudioRecipe
 from feature_store.audio.signal import (
     SPECTROGRAMS,
@@ -34,7 +34,7 @@ from feature_store.devices import resolve_device
 from feature_store.extractor import ClipError, Extractor, register_extractor
 from feature_store.weights import WeightsError
 
-PREVIEW_FRAMES = 400  # 4 s of spectrogram on the contact sheet
+PREVIEW_FRAMES = 400  # 4 s of spectrogram on spectrograms.png
 
 
 class AudioExtractor(Extractor):
@@ -94,7 +94,7 @@ class AudioExtractor(Extractor):
             return empty, {"has_audio": False, "audio_seconds": 0.0, "segments": 0}
         image = spectrogram_image(recipe.spectrogram, samples, n_mels=recipe.n_mels)
         segments = segment(standardize(image), recipe.segment_frames, recipe.hop)
-        self._preview = render_spectrogram(image[0, :, :PREVIEW_FRAMES])
+        self._preview = preview_db(image, recipe.spectrogram, PREVIEW_FRAMES)
         vectors = segment_vectors(self.model, segments, batch_size=recipe.batch_size)
         info = {
             "has_audio": True,
@@ -105,6 +105,14 @@ class AudioExtractor(Extractor):
 
     def preview(self) -> np.ndarray | None:
         return self._preview
+
+    def save_previews(self, path: Path, previews: list[tuple[str, np.ndarray]]) -> None:
+        # A work file written before previews were dB data holds an RGB image: left out.
+        spectrograms = [(clip_id, image) for clip_id, image in previews if image.ndim == 2]
+        if spectrograms:
+            plot_spectrograms(
+                path, spectrograms, self.recipe.spectrogram, self.recipe.name or path.parent.name
+            )
 
 
 @register_extractor("audio")
