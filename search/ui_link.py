@@ -31,6 +31,7 @@ METRIC_COLUMNS = (SORT_METRIC, "val_uar", "val_loss")
 # Always shown: what tells trials apart (``trainables.config.trial_label``); then the space's keys.
 PARAM_COLUMNS = ("visual_feature", "audio_feature", "visual_attention", "audio_attention", "fusion")
 TAG_COLUMNS = (results.STATUS, results.TRIAL_ID)
+RUN_NAME_COLUMN = "attributes.`Run Name`"
 UI_PORT_ENV, UI_PORT = "MLFLOW_UI_PORT", 5000  # ``make ui``'s address for the embedded database
 
 
@@ -46,6 +47,11 @@ def view_key(parent_run_id: str) -> str:
 def view_state(parent_run_id: str, space_keys: Iterable[str]) -> dict:
     """The shared view's JSON: the search's child runs, best ``val_acc`` first, with columns."""
     params = list(PARAM_COLUMNS) + [k for k in space_keys if k not in PARAM_COLUMNS]
+    columns = (
+        [_column("metrics", m) for m in METRIC_COLUMNS]
+        + [_column("params", p) for p in params]
+        + [_column("tags", t) for t in TAG_COLUMNS]
+    )
     return {
         "searchFilter": f"tags.`{results.PARENT}` = '{parent_run_id}'",
         "orderByKey": _column("metrics", SORT_METRIC),
@@ -54,9 +60,11 @@ def view_state(parent_run_id: str, space_keys: Iterable[str]) -> dict:
         "lifecycleFilter": "Active",
         "modelVersionFilter": "All Runs",
         "datasetsFilter": [],
-        "selectedColumns": [_column("metrics", m) for m in METRIC_COLUMNS]
-        + [_column("params", p) for p in params]
-        + [_column("tags", t) for t in TAG_COLUMNS],
+        "selectedColumns": columns,
+        # The run name (configuration and trial number) wide enough to read, then the columns
+        # above; the UI's other columns (created, duration, ...) follow them.
+        "columnOrder": [RUN_NAME_COLUMN, *columns],
+        "columnWidths": {RUN_NAME_COLUMN: 380},
     }
 
 

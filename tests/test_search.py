@@ -164,6 +164,44 @@ def test_optunas_view_of_a_search_is_rebuilt_from_its_runs():
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in rebuilt.trials)
 
 
+def test_stopped_trials_end_finished_in_mlflow_interrupted_ones_killed(tmp_path: Path):
+    """ASHA's cut and the time limit are the search working: FINISHED with
+    ``avfusion.status=stopped_early`` (never ranked as finished); Ctrl+C leaves KILLED runs
+    tagged interrupted, which ``resume`` replaces."""
+    from mlflow.tracking import MlflowClient
+
+    from avcore import results
+    from search import trial_runs
+    from search.leaderboard import leaderboard
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("s", artifact_location=(tmp_path / "a").as_uri())
+    parent = client.create_run(experiment, tags={results.KIND: results.SEARCH_RUN}).info.run_id
+
+    def trial(acc: float) -> str:
+        tags = {results.KIND: results.TRIAL, results.PARENT: parent, results.STATUS: "running"}
+        run_id = client.create_run(experiment, tags=tags).info.run_id
+        client.log_metric(run_id, "val_acc", acc, step=1)
+        return run_id
+
+    cut, late, done = trial(0.9), trial(0.8), trial(0.5)
+    client.set_tag(done, results.STATUS, results.FINISHED)
+    client.set_terminated(done)
+    trial_runs.mark_stopped(uri, cut, 1)
+    trial_runs.end_stopped_trial_runs(uri, experiment, parent, results.STOPPED_EARLY, "limit")
+    for run_id in (cut, late):
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        assert run.data.tags[results.STATUS] == results.STOPPED_EARLY
+    assert client.get_run(late).data.tags[results.STOP_REASON] == "limit"
+    table = leaderboard(uri, experiment, parent)
+    assert table["run_id"].iloc[0] == done  # a truncated 0.9 never ranks above a finished 0.5
+    interrupted = trial(0.7)
+    trial_runs.end_stopped_trial_runs(uri, experiment, parent, results.INTERRUPTED, "Ctrl+C")
+    assert client.get_run(interrupted).info.status == "KILLED"
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """The smoke search on 2 local CPUs; ``device`` joins the space so some trials raise."""
@@ -457,7 +495,7 @@ def test_mlflow_ui_shows_experiment_metric_chart_and_artifacts_in_chromium(smoke
 def test_url_search_run_printed_opens_the_runs_best_first_in_chromium(smoke, tmp_path: Path):
     """Issue 14: the address `search run` printed, opened in headless Chromium against a real
     `mlflow server` on the search's SQLite database, shows the Model-training runs table with the
-    best trial's name and val_acc on the first screen, no clicks."""
+    best trial's name (whole, not cut off) and val_acc on the first screen, no clicks."""
     import math
 
     from mlflow.tracking import MlflowClient
@@ -503,7 +541,9 @@ def test_url_search_run_printed_opens_the_runs_best_first_in_chromium(smoke, tmp
                 "for (const el of document.querySelectorAll('body *')) {"
                 "  if (el.children.length || !want.includes(el.textContent.trim())) continue;"
                 "  const r = el.getBoundingClientRect();"
-                "  if (r.width && r.top >= 0 && r.bottom <= innerHeight && r.right <= innerWidth)"
+                "  const cut = [el, el.parentElement].some(e => e.scrollWidth > e.clientWidth + 1);"
+                "  if (r.width && !cut && r.top >= 0 && r.bottom <= innerHeight"
+                "      && r.right <= innerWidth)"
                 "    out.push([el.textContent.trim(), r.top]); }"
                 "return out;",
                 [best.info.run_name, shown],
