@@ -123,8 +123,9 @@ def test_pruned_trials_reach_optuna_as_pruned():
     config = load_search_config(DEMO_CONFIG, ["budget.num_trials=3"], check_stores=False)
     storage = optuna.storages.InMemoryStorage()
     searcher = make_searcher(config, storage=storage).searcher
-    for trial_id, finished in (("a", 1), ("b", 0)):
-        searcher.suggest(trial_id)
+    for number, (trial_id, finished) in enumerate((("a", 1), ("b", 0))):
+        # each config carries its Optuna trial number: the trial's id in names and tables
+        assert searcher.suggest(trial_id)["trial_number"] == number
         result = {"val_acc": 0.4, "training_iteration": 1, "finished": finished}
         searcher.on_trial_result(trial_id, result)
         searcher.on_trial_complete(trial_id, result)
