@@ -318,6 +318,9 @@ def test_status_prints_the_leaderboard_and_run_refuses_an_existing_name(smoke):
     )
     assert status.returncode == 0, status.stderr
     assert "finished" in status.stdout and "failed" in status.stdout
+    assert re.search(
+        r"^MLflow UI .*/runs\?workflowType=machine_learning&viewStateShareKey=", status.stdout, re.M
+    )
     again = run_cli("search", search_args(work / "stores", work), work)
     assert again.returncode == 2 and "search resume demo" in again.stderr
 
