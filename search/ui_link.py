@@ -61,8 +61,8 @@ def view_state(parent_run_id: str, space_keys: Iterable[str]) -> dict:
         "modelVersionFilter": "All Runs",
         "datasetsFilter": [],
         "selectedColumns": columns,
-        # The run name (configuration and trial number) wide enough to read, then the columns
-        # above; the UI's other columns (created, duration, ...) follow them.
+        # The run name (configuration and trial number) wide enough to read in full; the UI
+        # applies widths only to the columns an order lists.
         "columnOrder": [RUN_NAME_COLUMN, *columns],
         "columnWidths": {RUN_NAME_COLUMN: 380},
     }
@@ -71,6 +71,8 @@ def view_state(parent_run_id: str, space_keys: Iterable[str]) -> dict:
 def ensure_view(uri: str, experiment_id: str, parent_run_id: str) -> None:
     """Store the search's view on its experiment (an experiment tag, see the module's text) unless
     it is there; its param columns are the parent run's ``space.*`` keys."""
+    from mlflow.exceptions import MlflowException
+
     mlflow_client = client(uri)
     tag = VIEW_TAG_PREFIX + view_key(parent_run_id)
     if tag in mlflow_client.get_experiment(experiment_id).tags:
@@ -78,7 +80,10 @@ def ensure_view(uri: str, experiment_id: str, parent_run_id: str) -> None:
     params = mlflow_client.get_run(parent_run_id).data.params
     space_keys = dict.fromkeys(k.split(".")[1] for k in sorted(params) if k.startswith("space."))
     state = json.dumps(view_state(parent_run_id, space_keys), separators=(",", ":"))
-    mlflow_client.set_experiment_tag(experiment_id, tag, state)
+    try:
+        mlflow_client.set_experiment_tag(experiment_id, tag, state)
+    except MlflowException:  # a reader without write access (`status`): the address still works
+        return  # once the search's driver has stored the view
 
 
 def _ui_port() -> str:
