@@ -24,10 +24,10 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m feature_store synth --out $(DEMO_DIR) --skip-existing
 	$(PY) -m feature_store inspect $(DEMO_DIR)
-	$(PY) -m search run conf/search/demo.yaml --set stores.root=$(DEMO_DIR) --set name=$(DEMO_NAME) $(DEMO_ARGS)
+	MLFLOW_UI_PORT=$(MLFLOW_UI_PORT) $(PY) -m search run conf/search/demo.yaml --set stores.root=$(DEMO_DIR) --set name=$(DEMO_NAME) $(DEMO_ARGS)
 	$(PY) -m ensembling build --experiment $(DEMO_NAME) --class-weights auto --out ensembles/$(DEMO_NAME)
 	$(PY) -m feature_store inspect $(DEMO_DIR) --oracle
-	@echo "Open the MLflow UI: make ui, then http://127.0.0.1:$(MLFLOW_UI_PORT) (experiment $(DEMO_NAME))"
+	@echo "Open the MLflow UI: make ui, then the address the search printed (experiment $(DEMO_NAME))"
 
 lint: setup
 	$(VENV)/bin/ruff check .

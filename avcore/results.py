@@ -4,8 +4,11 @@ and refit run uploads. ``search`` and ``trainables`` write through here; ``ensem
 through here; neither side spells a tag or a key of its own.
 
 Tags: ``avfusion.kind`` (``KINDS``), ``avfusion.status`` (``STATUSES``, ours: MLflow's own run
-status says only whether the process ended), ``avfusion.search``, ``avfusion.trial_id``,
-``mlflow.parentRunId`` (a trial's search run), ``avfusion.confirms`` / ``avfusion.refits`` (the
+status says only whether the process ended; a trial ASHA stopped is FINISHED there and
+``stopped_early`` here), ``avfusion.search``, ``avfusion.trial_id`` (the trial's number in the
+search, as its run name, the progress lines and the leaderboard show it), ``avfusion.tune_trial_id``
+(Ray Tune's id for it, what ``resume`` matches runs by), ``mlflow.parentRunId`` (a trial's search
+run, an ensemble's when its members come from one search), ``avfusion.confirms`` / ``avfusion.refits`` (the
 trial run a retraining repeats), ``avfusion.seed``, ``avfusion.driver`` (on a search run: "pid N on
 HOST since TIME").
 
@@ -35,6 +38,9 @@ KIND, STATUS, SEARCH, TRIAL_ID = (
 PARENT = "mlflow.parentRunId"
 CONFIRMS, REFITS, SEED = "avfusion.confirms", "avfusion.refits", "avfusion.seed"
 DRIVER = "avfusion.driver"
+TUNE_TRIAL_ID = "avfusion.tune_trial_id"
+# An ensemble run's members: their run ids and run names, comma-separated in weight order.
+MEMBERS, MEMBER_NAMES = "avfusion.members", "avfusion.member_names"
 EPOCHS_DONE = "avfusion.epochs_done"
 
 TRIAL, SEARCH_RUN, CONFIRM, REFIT, ENSEMBLE = "trial", "search", "confirm", "refit", "ensemble"
@@ -56,6 +62,8 @@ STOP_REASON = "avfusion.stop_reason"
 NODE_ID = "avfusion.node_id"
 BEST_RUN_ID, BEST_TRIAL_ID = "avfusion.best_run_id", "avfusion.best_trial_id"
 MLFLOW_EXPERIMENT_KIND = "mlflow.experimentKind"
+# The metric the MLflow UI's charts (parallel coordinates included) put first for an experiment.
+MLFLOW_PRIMARY_METRIC = "mlflow.experiment.primaryMetric.name"
 
 
 def checksum(modality: str) -> str:

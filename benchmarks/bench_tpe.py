@@ -209,9 +209,10 @@ def grid(config) -> list[dict[str, Any]]:
 
 def trial_of(config, params: dict[str, Any], seed: int):
     """The TrialConfig a search would train for these sampled parameters, with a training seed."""
+    from search.trial_fields import FEATURE_KEYS, TRIAL_NUMBER
     from trainables import validate_config
 
-    sampled = {k: v for k, v in params.items() if k not in ("visual_feature", "audio_feature")}
+    sampled = {k: v for k, v in params.items() if k not in (*FEATURE_KEYS, TRIAL_NUMBER)}
     return validate_config(
         {**config.trial, **sampled, "epochs": config.budget.epochs, "seed": seed}
     )

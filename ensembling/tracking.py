@@ -1,5 +1,7 @@
 """MLflow connection for ``ensembling``: which tracking URI, whether it answers, and logging an
-ensemble as a run tagged ``avfusion.kind=ensemble``.
+ensemble as a run tagged ``avfusion.kind=ensemble``, with its members (``avfusion.members``,
+``avfusion.member_names``) and, when they all come from one search, nested under that search's
+parent run (``mlflow.parentRunId``).
 
 The URI is ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the embedded default
 ``sqlite:///mlruns/mlflow.db`` (artifacts under ``./mlruns/artifacts``), as ``avcore.tracking``
@@ -15,11 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from avcore import tracking
-from avcore.results import ENSEMBLE, KIND
+from avcore.results import ENSEMBLE, KIND, MEMBER_NAMES, MEMBERS, PARENT
 from ensembling.errors import TrackingError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from ensembling.sources import Candidate
+
+MAX_TAG = 5000  # MLflow 2.10's limit on a tag value (later releases allow more)
 
 
 def connect(uri: str | None, *, must_exist: bool = True) -> MlflowClient:
@@ -70,9 +76,27 @@ def experiment_id_for(client: MlflowClient, name: str) -> str:
     )
 
 
-def start_ensemble_run(client: MlflowClient, experiment_id: str, run_name: str) -> str:
-    run = client.create_run(experiment_id, run_name=run_name, tags={KIND: ENSEMBLE})
+def start_ensemble_run(
+    client: MlflowClient, experiment_id: str, run_name: str, members: list[Candidate]
+) -> str:
+    """The ensemble's run, tagged with ``members`` (heaviest first) and linked to their search."""
+    run = client.create_run(
+        experiment_id, run_name=run_name, tags={KIND: ENSEMBLE, **member_tags(client, members)}
+    )
     return run.info.run_id
+
+
+def member_tags(client: MlflowClient, members: list[Candidate]) -> dict[str, str]:
+    """The members' run ids and names, and the search parent run they share (if one)."""
+    runs = [m for m in members if m.run_id]
+    parents = {client.get_run(m.run_id).data.tags.get(PARENT) for m in runs}
+    tags = {
+        MEMBERS: ",".join(str(m.run_id) for m in runs)[:MAX_TAG],
+        MEMBER_NAMES: ", ".join(m.name for m in members)[:MAX_TAG],
+    }
+    if len(parents) == 1 and None not in parents:
+        tags[PARENT] = parents.pop()
+    return {key: value for key, value in tags.items() if value}
 
 
 def log_ensemble_run(

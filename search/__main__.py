@@ -60,6 +60,7 @@ def _print_outcome(outcome, format_leaderboard) -> int:
     print(
         f"\nMLflow: {outcome.tracking_uri}  experiment {outcome.experiment_id}, parent run {outcome.parent_run_id}"
     )
+    print(_ui_hint(outcome))
     counts = outcome.leaderboard["status"].value_counts() if len(outcome.leaderboard) else {}
     summary = ", ".join(
         f"{int(counts.get(status, 0))} {status.replace('_', ' ')}"
@@ -119,7 +120,16 @@ def _run_status(args: argparse.Namespace) -> int:
 
     outcome = search_status(args.name, tracking_uri=args.tracking_uri)
     print(format_leaderboard(outcome.leaderboard, outcome.oracle or None, limit=args.limit))
+    print(_ui_hint(outcome))
     return 0
+
+
+def _ui_hint(outcome) -> str:
+    """The address that opens the search's runs in the MLflow UI (its view saved if missing)."""
+    from search import ui_link
+
+    ui_link.ensure_view(outcome.tracking_uri, outcome.experiment_id, outcome.parent_run_id)
+    return ui_link.ui_hint(outcome.tracking_uri, outcome.experiment_id, outcome.parent_run_id)
 
 
 def _add_report(parser: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search.config import SearchConfig
 from search.space import SpaceSampler
-from search.trial_fields import trial_defaults
+from search.trial_fields import TRIAL_NUMBER, trial_defaults
 
 METRIC, MODE = "val_acc", "max"
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch between a cluster and one host
@@ -30,7 +30,17 @@ class PruningAwareOptunaSearch(OptunaSearch):
 
     OptunaSearch records a trial that ends without its metric and without an error as PRUNED
     (its public ``on_trial_complete``); a trial that did not reach its last epoch (no
-    ``finished=1`` in its result) is handed on that way."""
+    ``finished=1`` in its result) is handed on that way.
+
+    Each config it suggests also carries the Optuna trial's number (``TRIAL_NUMBER``): the one id
+    a person sees for the trial everywhere. Read from ``_ot_trials`` (OptunaSearch's map of Tune
+    trial id to Optuna trial, internal): ``suggest`` returns the sampled params alone."""
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        if isinstance(config, dict) and trial_id in self._ot_trials:
+            config[TRIAL_NUMBER] = self._ot_trials[trial_id].number
+        return config
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False

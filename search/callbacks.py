@@ -19,6 +19,8 @@ from avcore.results import FAILED, FINISHED, STOPPED_EARLY
 from search import plot_actor, trial_runs
 from search.config import SearchConfig
 from search.tracking import TrackingContext
+from search.trial_fields import trial_number_text
+from trainables.config import trial_label
 
 # The last "package.SomeError: message" line of a traceback: the innermost cause.
 _CAUSE = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Exit|Died\w*))(?:\([\w.]+\))?: (.+)$")
@@ -72,7 +74,10 @@ class RunStatusCallback(Callback):
         run_id = (trial.last_result or {}).get("mlflow_run_id")
         if run_id:
             trial_runs.mark_failed_if_running(
-                self.context.uri, run_id, f"trial {trial.trial_id} errored: {failure_cause(trial)}"
+                self.context.uri,
+                run_id,
+                f"trial #{trial_number_text(trial.config, trial.trial_id)} errored: "
+                f"{failure_cause(trial)}",
             )
 
 
@@ -118,14 +123,11 @@ class ProgressCallback(Callback):
         acc = result.get("val_acc")
         if status == FINISHED and acc is not None and (self.best is None or acc > self.best):
             self.best = acc
-        params = trial.config
         self.done += 1
         self.bar.write(
-            f"trial {trial.trial_id} {status:<13} epochs {result.get('epoch', 0)}/{self.epochs}"
-            f" val_acc {'-' if acc is None else f'{acc:.4f}'}  {params.get('visual_feature')}+"
-            f"{params.get('audio_feature')} {params.get('visual_attention')}/"
-            f"{params.get('audio_attention')} {params.get('fusion')}"
-            + (f"  failed: {cause}" if cause else "")
+            f"trial #{trial_number_text(trial.config, trial.trial_id)} {status:<13} epochs "
+            f"{result.get('epoch', 0)}/{self.epochs} val_acc {'-' if acc is None else f'{acc:.4f}'}"
+            f"  {trial_label(trial.config)}" + (f"  failed: {cause}" if cause else "")
         )
         self.bar.update(1)
         self._refresh(trials, ended=trial)

@@ -18,7 +18,7 @@ import os
 
 from avcore import tracking as where
 from avcore.results import FINISHED, INTERRUPTED, STOPPED_EARLY
-from search import parent_run, trial_runs
+from search import parent_run, trial_runs, ui_link
 from search.cluster import check_resources, init_ray
 from search.config import SearchConfig
 from search.errors import SearchError, TrackingError
@@ -50,9 +50,10 @@ def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOu
         with parent_run.failing_parent(uri, parent):
             parent_run.set_driver(uri, parent, holder)
             save_search(config, parent, uri)
+            ui_link.ensure_view(uri, experiment_id, parent)
             print(
                 f"search {config.name}: MLflow {uri}, experiment {config.experiment!r}, "
-                f"parent run {parent}"
+                f"parent run {parent}\n{ui_link.ui_hint(uri, experiment_id, parent)}"
             )
             context = trial_context(config, uri, experiment_id, parent)
             tuner = new_tuner(config, stores, context)
@@ -82,6 +83,7 @@ def resume_search(
         config = config.model_copy(update={"tracking": tracking})
         uri, stores, experiment_id = _prepare(config, num_cpus)
         parent_run.check_parent_run(uri, experiment_id, parent, name)
+        ui_link.ensure_view(uri, experiment_id, parent)
         dropped = trial_runs.drop_interrupted_runs(uri, experiment_id, parent)
         print(
             f"search {name}: resuming from {path} in MLflow {uri}, parent run {parent}"

@@ -1,5 +1,6 @@
 """A search's leaderboard: every trial run as a table (finished ones first, by val_acc) and its
-plain-text form for ``run``, ``resume`` and ``status``.
+plain-text form for ``run``, ``resume`` and ``status``. A trial is named by its number in the
+search (``#17``), as in its MLflow run's name and the progress lines.
 
 A stopped-early trial's truncated val_acc is kept in the table but never ranked among the
 finished; a failed trial shows its one-line cause.
@@ -77,13 +78,14 @@ def format_leaderboard(
         )
         + (f", {counts[INTERRUPTED]} interrupted" if counts.get(INTERRUPTED) else "")
     ]
-    header = f"{'#':>3} {'status':<13} {'ep':>3} {'val_acc':>7}"
+    header = f"{'#':>3} {'trial':<6} {'status':<13} {'ep':>3} {'val_acc':>7}"
     header += f" {'oracle':>6} {'ratio':>6}" if oracle else ""
     header += f"  {'visual':<10} {'audio':<12} {'v-attn':<11} {'a-attn':<11} {'fusion':<6} run"
     lines.append(header)
     for rank, row in enumerate(table.head(limit).itertuples(index=False), 1):
         acc = "" if row.val_acc is None or row.val_acc != row.val_acc else f"{row.val_acc:.4f}"
-        line = f"{rank:>3} {row.status:<13} {row.epochs:>3} {acc:>7}"
+        trial = f"#{row.trial_id}" if row.trial_id else ""
+        line = f"{rank:>3} {trial:<6} {row.status:<13} {row.epochs:>3} {acc:>7}"
         if oracle:
             best = oracle.get((row.visual_feature, row.audio_feature))
             ratio = f"{row.val_acc / best:.3f}" if best and acc else ""

@@ -53,10 +53,12 @@ def ensure_experiment(uri: str, name: str) -> str:
             if experiment.lifecycle_stage == "deleted":
                 mlflow_client.restore_experiment(experiment.experiment_id)
             experiment_id = experiment.experiment_id
-        # MLflow 3's UI opens an experiment without this tag on its GenAI (traces) pages.
+        # MLflow 3's UI opens an experiment without this tag on its GenAI (traces) pages, and
+        # charts the primary metric first (the parallel-coordinates plot's colour included).
         mlflow_client.set_experiment_tag(
             experiment_id, results.MLFLOW_EXPERIMENT_KIND, "custom_model_development"
         )
+        mlflow_client.set_experiment_tag(experiment_id, results.MLFLOW_PRIMARY_METRIC, "val_acc")
     return experiment_id
 
 

@@ -2,9 +2,10 @@
 the trial on (also each ``confirm``/``refit`` retrain's run).
 
 A run carries ``avcore.results``' ``KIND``, ``STATUS`` (running, then finished or failed; the
-driver marks stopped_early), ``SEARCH``, ``TRIAL_ID`` and ``PARENT`` (the search's parent run),
-the commit (``avcore.results.GIT_COMMIT`` and MLflow's own), plus the caller's tags (node,
-store checksums, see ``search.trial``). It holds every trial setting as a param, ``config.yaml``
+driver marks stopped_early), ``SEARCH``, ``TRIAL_ID`` (and ``TUNE_TRIAL_ID`` for a search's trial),
+``PARENT`` (the search's parent run), the commit (``avcore.results.GIT_COMMIT`` and MLflow's own),
+plus the caller's tags (node, store checksums, see ``search.trial``). It holds the settings the
+caller passes as params (those the configuration uses), the whole config as ``config.yaml``
 from the start, a metric batch per epoch, and at the end ``scores.npz`` and ``attention.json``.
 """
 
@@ -57,6 +58,7 @@ class TrialRecorder:
         tags: Mapping[str, str],
         config_yaml: str,
         kind: str = TRIAL,
+        tune_trial_id: str | None = None,
     ) -> None:
         _, Param, _ = entities()
         self.client = client(context.uri)
@@ -68,6 +70,7 @@ class TrialRecorder:
             PARENT: context.parent_run_id,
             results.GIT_COMMIT: context.git_commit,
             results.MLFLOW_GIT_COMMIT: context.git_commit,
+            **({results.TUNE_TRIAL_ID: tune_trial_id} if tune_trial_id else {}),
             **tags,
         }
         self.uri = context.uri

@@ -82,7 +82,7 @@ def _retrain(
         context,
         trial_id=f"{of_run[:8]}-{kind}-{config.seed}",
         run_name=f"{config.label(*features)} {kind} {what}",
-        params={**config.model_dump(), "visual_feature": features[0], "audio_feature": features[1]},
+        params={**config.used(), "visual_feature": features[0], "audio_feature": features[1]},
         tags={link: of_run, SEED: str(config.seed)},
         config_yaml=yaml.safe_dump(config.model_dump(), sort_keys=False),
         kind=kind,

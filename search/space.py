@@ -10,33 +10,15 @@ instead of learning from values that had no effect.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from search.config import Range, SearchConfig
 from search.trial_fields import FEATURE_KEYS
+from trainables.config import CONDITIONS
 
 # Drawn first, in this order: every condition below depends only on these.
 PARENT_KEYS = ("visual_attention", "audio_attention", "fusion", "optimizer", "frame_sampling")
-
-
-def _fbp(params: Mapping[str, Any]) -> bool:
-    return params.get("fusion") == "fbp"
-
-
-def _transformer(params: Mapping[str, Any]) -> bool:
-    return "transformer" in (params.get("visual_attention"), params.get("audio_attention"))
-
-
-CONDITIONS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
-    "fbp_factor": _fbp,
-    "fbp_out": _fbp,
-    "fbp_dropout": _fbp,
-    "fbp_sqrt": _fbp,
-    "transformer_hidden": _transformer,
-    "momentum": lambda params: params.get("optimizer") == "sgd",
-    "frame_segments": lambda params: params.get("frame_sampling") == "segments",
-}
 
 
 class SpaceSampler:

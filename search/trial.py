@@ -22,6 +22,7 @@ from avcore.results import EPOCHS_DONE, FINISHED, STATUS
 from feature_store.store import Store, StorePair
 from search.recorder import TrialRecorder
 from search.tracking import TrackingContext
+from search.trial_fields import TRIAL_NUMBER, trial_number_text
 from search.trial_runs import delete_runs, runs_of_trial
 
 
@@ -51,25 +52,27 @@ def run_trial(
     sampled = dict(config)
     visual_feature = sampled.pop("visual_feature")
     audio_feature = sampled.pop("audio_feature")
+    sampled.pop(TRIAL_NUMBER, None)
     trial_config = validate_config(
         {**context.fixed, **sampled, "epochs": context.epochs, "seed": context.seed},
         where="sampled trial config",
     )
     visual, audio = stores["visual"][visual_feature], stores["audio"][audio_feature]
     tune_context = tune.get_context()
-    trial_id = tune_context.get_trial_id()
-    if context.resumed and _replayed(context, trial_id):
+    tune_trial_id = tune_context.get_trial_id()
+    if context.resumed and _replayed(context, tune_trial_id):
         return
+    trial_id = trial_number_text(config, tune_trial_id)
     recorder = TrialRecorder(
         context.tracking,
         trial_id=trial_id,
-        run_name=tune_context.get_trial_name(),
+        tune_trial_id=tune_trial_id,
+        run_name=f"{trial_config.label(visual_feature, audio_feature)} #{trial_id}",
+        # Only what this configuration trains with; the stores' checksums are tags (below).
         params={
-            **trial_config.model_dump(),
+            **trial_config.used(),
             "visual_feature": visual_feature,
             "audio_feature": audio_feature,
-            "visual_store_checksum": visual.checksum,
-            "audio_store_checksum": audio.checksum,
         },
         tags={
             results.NODE_ID: ray.get_runtime_context().get_node_id(),

@@ -24,9 +24,13 @@ from avcore.results import (
     STATUS,
     STOPPED_EARLY,
     TRIAL,
-    TRIAL_ID,
+    TUNE_TRIAL_ID,
 )
 from search.tracking import MAX_TAG, TrackingContext, client, entities
+
+# MLflow's run status for our end states of a trial Tune stopped: ASHA's cut (or the search's time
+# limit) is the search working as designed, FINISHED with a green tick; Ctrl+C left it unfinished.
+_MLFLOW_STATUS = {STOPPED_EARLY: "FINISHED", INTERRUPTED: "KILLED"}
 
 
 def trial_runs(uri: str, experiment_id: str, parent_run_id: str) -> list[Any]:
@@ -39,12 +43,13 @@ def trial_runs(uri: str, experiment_id: str, parent_run_id: str) -> list[Any]:
 
 
 def runs_of_trial(context: TrackingContext, trial_id: str) -> list[Any]:
-    """The runs a trial already has in this search: more than none only when a resumed search
-    starts a trial again that the interrupted driver had started (or even finished)."""
+    """The runs a trial (``trial_id``: Tune's id) already has in this search: more than none only
+    when a resumed search starts a trial again that the interrupted driver had started (or even
+    finished)."""
     return client(context.uri).search_runs(
         [context.experiment_id],
         filter_string=f"tags.`{PARENT}` = '{context.parent_run_id}' and tags.`{KIND}` = "
-        f"'{TRIAL}' and tags.`{TRIAL_ID}` = '{trial_id}'",
+        f"'{TRIAL}' and tags.`{TUNE_TRIAL_ID}` = '{trial_id}'",
         order_by=["attributes.start_time DESC"],
         max_results=100,
     )
@@ -57,13 +62,14 @@ def delete_runs(uri: str, run_ids: list[str]) -> None:
 
 
 def mark_stopped(uri: str, run_id: str, epochs_done: int) -> None:
-    """A trial Tune stopped before its last epoch: never a finished result."""
+    """A trial Tune stopped before its last epoch: never a finished result (``STOPPED_EARLY``),
+    yet no crash either, so FINISHED in MLflow (its UI shows KILLED as a failure)."""
     _, _, RunTag = entities()
     mlflow_client = client(uri)
     mlflow_client.log_batch(
         run_id, tags=[RunTag(STATUS, STOPPED_EARLY), RunTag(EPOCHS_DONE, str(epochs_done))]
     )
-    mlflow_client.set_terminated(run_id, "KILLED")
+    mlflow_client.set_terminated(run_id, _MLFLOW_STATUS[STOPPED_EARLY])
 
 
 def mark_failed_if_running(uri: str, run_id: str, error: str) -> None:
@@ -84,7 +90,8 @@ def end_stopped_trial_runs(
 ) -> int:
     """Trial runs still ``running`` once ``Tuner.fit`` has returned belong to trials Tune stopped
     as the search ended (its time limit, or Ctrl+C): ``status`` (stopped_early: truncated, never
-    ranked; interrupted: ``resume`` replaces them), the epochs they reached, KILLED in MLflow."""
+    ranked, FINISHED in MLflow; interrupted: ``resume`` replaces them, KILLED in MLflow), the epochs
+    they reached."""
     _, _, RunTag = entities()
     mlflow_client = client(uri)
     runs = trial_runs(uri, experiment_id, parent_run_id)
@@ -97,7 +104,7 @@ def end_stopped_trial_runs(
             RunTag(results.STOP_REASON, reason),
         ]
         mlflow_client.log_batch(run.info.run_id, tags=tags)
-        mlflow_client.set_terminated(run.info.run_id, "KILLED")
+        mlflow_client.set_terminated(run.info.run_id, _MLFLOW_STATUS[status])
     return len(stopped)
 
 
@@ -124,10 +131,10 @@ def drop_interrupted_runs(uri: str, experiment_id: str, parent_run_id: str) -> i
 def drop_unknown_trials(
     uri: str, experiment_id: str, parent_run_id: str, trial_ids: set[str]
 ) -> int:
-    """After a resume: runs of trials the restored Tune state never knew (started after its last
+    """After a resume: runs of trials (``trial_ids``: Tune's ids) the restored Tune state never knew (started after its last
     snapshot, then interrupted) are deleted; Tune sampled replacements for them, so keeping them
     would leave more trials in MLflow than the search ran."""
     runs = trial_runs(uri, experiment_id, parent_run_id)
-    unknown = [r.info.run_id for r in runs if r.data.tags.get(TRIAL_ID) not in trial_ids]
+    unknown = [r.info.run_id for r in runs if r.data.tags.get(TUNE_TRIAL_ID) not in trial_ids]
     delete_runs(uri, unknown)
     return len(unknown)

@@ -81,7 +81,7 @@ def search(tmp_path_factory) -> dict:
         run_ids.append(run_id)
     empty = client.create_experiment("empty-search", artifact_location=(root / "empty").as_uri())
     client.create_run(empty, tags={"avfusion.kind": "search"})
-    return {"uri": uri, "run_ids": run_ids, "client": client, "root": root}
+    return {"uri": uri, "run_ids": run_ids, "client": client, "root": root, "parent": parent}
 
 
 def test_top_finished_trials_by_val_acc(search):
@@ -192,7 +192,15 @@ def test_build_from_an_experiment_end_to_end(search, tmp_path, capsys):
 
     run = search["client"].get_run(info["mlflow_run_id"])
     assert run.data.tags["avfusion.kind"] == "ensemble" and run.info.status == "FINISHED"
-    assert run.data.metrics["cv_val_acc"] == pytest.approx(info["cross_validated"]["acc"])
+    # Figures named by how they were measured; no plain val_acc to sort it above the trials.
+    assert run.data.metrics["val_acc_cv"] == pytest.approx(info["cross_validated"]["acc"])
+    assert run.data.metrics["val_acc_in_sample"] == pytest.approx(info["in_sample"]["acc"])
+    assert "val_acc" not in run.data.metrics
+    # Nested under the search its members come from, tagged with them heaviest first.
+    assert run.data.tags["mlflow.parentRunId"] == search["parent"]
+    members = info["members"]
+    assert run.data.tags["avfusion.members"] == ",".join(m["run_id"] for m in members)
+    assert run.data.tags["avfusion.member_names"] == ", ".join(m["name"] for m in members)
     logged = {a.path for a in search["client"].list_artifacts(run.info.run_id)}
     assert {"ensemble.json", "predictions_test.csv", "submission.zip", "report.md"} <= logged
 

@@ -124,8 +124,9 @@ def test_pruned_trials_reach_optuna_as_pruned():
     config = load_search_config(DEMO_CONFIG, ["budget.num_trials=3"], check_stores=False)
     storage = optuna.storages.InMemoryStorage()
     searcher = make_searcher(config, storage=storage).searcher
-    for trial_id, finished in (("a", 1), ("b", 0)):
-        searcher.suggest(trial_id)
+    for number, (trial_id, finished) in enumerate((("a", 1), ("b", 0))):
+        # each config carries its Optuna trial number: the trial's id in names and tables
+        assert searcher.suggest(trial_id)["trial_number"] == number
         result = {"val_acc": 0.4, "training_iteration": 1, "finished": finished}
         searcher.on_trial_result(trial_id, result)
         searcher.on_trial_complete(trial_id, result)
@@ -165,6 +166,44 @@ def test_optunas_view_of_a_search_is_rebuilt_from_its_runs():
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in rebuilt.trials)
 
 
+def test_stopped_trials_end_finished_in_mlflow_interrupted_ones_killed(tmp_path: Path):
+    """ASHA's cut and the time limit are the search working: FINISHED with
+    ``avfusion.status=stopped_early`` (never ranked as finished); Ctrl+C leaves KILLED runs
+    tagged interrupted, which ``resume`` replaces."""
+    from mlflow.tracking import MlflowClient
+
+    from avcore import results
+    from search import trial_runs
+    from search.leaderboard import leaderboard
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("s", artifact_location=(tmp_path / "a").as_uri())
+    parent = client.create_run(experiment, tags={results.KIND: results.SEARCH_RUN}).info.run_id
+
+    def trial(acc: float) -> str:
+        tags = {results.KIND: results.TRIAL, results.PARENT: parent, results.STATUS: "running"}
+        run_id = client.create_run(experiment, tags=tags).info.run_id
+        client.log_metric(run_id, "val_acc", acc, step=1)
+        return run_id
+
+    cut, late, done = trial(0.9), trial(0.8), trial(0.5)
+    client.set_tag(done, results.STATUS, results.FINISHED)
+    client.set_terminated(done)
+    trial_runs.mark_stopped(uri, cut, 1)
+    trial_runs.end_stopped_trial_runs(uri, experiment, parent, results.STOPPED_EARLY, "limit")
+    for run_id in (cut, late):
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        assert run.data.tags[results.STATUS] == results.STOPPED_EARLY
+    assert client.get_run(late).data.tags[results.STOP_REASON] == "limit"
+    table = leaderboard(uri, experiment, parent)
+    assert table["run_id"].iloc[0] == done  # a truncated 0.9 never ranks above a finished 0.5
+    interrupted = trial(0.7)
+    trial_runs.end_stopped_trial_runs(uri, experiment, parent, results.INTERRUPTED, "Ctrl+C")
+    assert client.get_run(interrupted).info.status == "KILLED"
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """The smoke search on 2 local CPUs; ``device`` joins the space so some trials raise."""
@@ -190,7 +229,10 @@ def smoke(tmp_path_factory):
 
 @pytest.mark.slow
 def test_smoke_search_records_every_trial_in_mlflow(smoke):
+    import yaml
     from mlflow.tracking import MlflowClient
+
+    from trainables.config import trial_label, used_settings
 
     work, result = smoke
     assert "leaderboard" in result.stdout and "trial " in result.stdout
@@ -203,12 +245,27 @@ def test_smoke_search_records_every_trial_in_mlflow(smoke):
     parent = parents[0]
     by_status = {}
     for run in trials:
-        tags = run.data.tags
+        tags, params = run.data.tags, run.data.params
         by_status.setdefault(tags["avfusion.status"], []).append(run)
         assert tags["mlflow.parentRunId"] == parent.info.run_id
         assert tags["avfusion.node_id"] and tags["avfusion.git_commit"]
-        assert run.data.params["visual_feature"] == "basic"
-        assert run.data.params["visual_store_checksum"] == tags["avfusion.visual_checksum"]
+        assert params["visual_feature"] == "basic"
+        # One id for a trial: its number in the search, in its run name, its tag, the progress
+        # line and the leaderboard; Tune's own id is kept for resume.
+        number = tags["avfusion.trial_id"]
+        assert number.isdigit() and tags["avfusion.tune_trial_id"] != number
+        assert run.info.run_name == f"{trial_label(params)} #{number}"
+        assert re.search(rf"^trial #{number} +{tags['avfusion.status']} ", result.stdout, re.M)
+        assert re.search(rf"^ *\d+ #{number} +{tags['avfusion.status']} ", result.stdout, re.M)
+        # Checksums are tags, never params; a param is logged only where the config uses it.
+        assert not [k for k in params if "checksum" in k]
+        assert len(tags["avfusion.visual_checksum"]) >= 16 and tags["avfusion.audio_checksum"]
+        config = yaml.safe_load(
+            Path(client.download_artifacts(run.info.run_id, "config.yaml", str(work))).read_text()
+        )
+        assert set(params) == set(used_settings(config)) | {"visual_feature", "audio_feature"}
+        assert ("fbp_out" in params) == (config["fusion"] == "fbp")
+        assert ("momentum" in params) == (config["optimizer"] == "sgd")
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert "config.yaml" in artifacts
         if tags["avfusion.status"] == "finished":
@@ -225,11 +282,26 @@ def test_smoke_search_records_every_trial_in_mlflow(smoke):
             assert run.info.status == "FAILED" and "cuda" in tags["avfusion.error"]
             assert "error.txt" in artifacts
         else:
-            assert tags["avfusion.status"] == "stopped_early" and run.info.status == "KILLED"
+            # ASHA's cut is the search working, not a crash: FINISHED in MLflow.
+            assert tags["avfusion.status"] == "stopped_early" and run.info.status == "FINISHED"
             assert int(tags["avfusion.epochs_done"]) < 2
     assert by_status.get("finished") and by_status.get("failed"), {
         k: len(v) for k, v in by_status.items()
     }
+    numbers = [r.data.tags["avfusion.trial_id"] for r in trials]
+    assert len(set(numbers)) == len(numbers)
+    # The runs table opens sorted by val_acc with the search's columns (a shared view), charts
+    # put val_acc first.
+    tags = experiment.tags
+    assert tags["mlflow.experiment.primaryMetric.name"] == "val_acc"
+    view = json.loads(tags[f"mlflow.sharedViewState.avfusion-{parent.info.run_id}"])
+    assert view["orderByKey"] == "metrics.`val_acc`" and view["orderByAsc"] is False
+    assert {"metrics.`val_acc`", "params.`fusion`", "params.`lr`"} <= set(view["selectedColumns"])
+    shown = client.search_runs([experiment.experiment_id], view["searchFilter"])
+    assert {r.info.run_id for r in trials} <= {r.info.run_id for r in shown}
+    url = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?"
+    url += f"workflowType=machine_learning&viewStateShareKey=avfusion-{parent.info.run_id}"
+    assert url in result.stdout
     parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"search.yaml", "leaderboard.csv", "best_trial.json"} <= parent_artifacts
     assert parent.data.tags["avfusion.best_run_id"] in {
@@ -247,6 +319,9 @@ def test_status_prints_the_leaderboard_and_run_refuses_an_existing_name(smoke):
     )
     assert status.returncode == 0, status.stderr
     assert "finished" in status.stdout and "failed" in status.stdout
+    assert re.search(
+        r"^MLflow UI .*/runs\?workflowType=machine_learning&viewStateShareKey=", status.stdout, re.M
+    )
     again = run_cli("search", search_args(work / "stores", work), work)
     assert again.returncode == 2 and "search resume demo" in again.stderr
 
@@ -421,6 +496,75 @@ def test_mlflow_ui_shows_experiment_metric_chart_and_artifacts_in_chromium(smoke
         procs.stop()
 
 
+@pytest.mark.slow
+def test_url_search_run_printed_opens_the_runs_best_first_in_chromium(smoke, tmp_path: Path):
+    """Issue 14: the address `search run` printed, opened in headless Chromium against a real
+    `mlflow server` on the search's SQLite database, shows the Model-training runs table with the
+    best trial's name (whole, not cut off) and val_acc on the first screen, no clicks."""
+    import math
+
+    from mlflow.tracking import MlflowClient
+    from test_search_cluster import Processes, free_port, wait_http
+
+    require_tool("chromium")
+    chromedriver = require_tool("chromedriver")
+    work, result = smoke
+    printed = re.search(r"(http://127\.0\.0\.1:5000)(/#/experiments/\S+)", result.stdout)
+    assert printed, result.stdout[-3000:]
+    uri = f"sqlite:///{work}/mlruns/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("demo")
+    best = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`avfusion.kind` = 'trial' and tags.`avfusion.status` = 'finished'",
+        order_by=["metrics.val_acc DESC"],
+        max_results=1,
+    )[0]
+    value = best.data.metrics["val_acc"]
+    # How the UI writes a metric (Utils.formatMetric: three decimals, JS number text).
+    shown = repr(math.floor(value * 1000 + 0.5) / 1000).removesuffix(".0")
+    procs = Processes(tmp_path, dict(os.environ))
+    try:
+        ui_port, driver_port = free_port(), free_port()
+        server, server_log = procs.start(
+            "mlflow-server",
+            [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+             "--port", str(ui_port), "--backend-store-uri", uri, "--workers", "1"],
+        )  # fmt: skip
+        driver, driver_log = procs.start("chromedriver", [chromedriver, f"--port={driver_port}"])
+        wait_http(f"http://127.0.0.1:{ui_port}/health", 120, server, server_log)
+        wait_http(f"http://127.0.0.1:{driver_port}/status", 60, driver, driver_log)
+        browser = WebDriver(f"http://127.0.0.1:{driver_port}", tmp_path / "profile")
+        try:
+            url = f"http://127.0.0.1:{ui_port}{printed[2]}"
+            text = browser.open_until(url, [best.info.run_name, shown], timeout=90)
+            browser.screenshot(tmp_path / "runs_by_val_acc.png")
+            assert best.info.run_name in text and shown in text, text[:3000]
+            assert "search-demo" not in text  # the search's own runs, not its parent row
+            on_screen = browser.script(
+                "const want = arguments[0]; const out = [];"
+                "for (const el of document.querySelectorAll('body *')) {"
+                "  if (el.children.length || !want.includes(el.textContent.trim())) continue;"
+                "  const r = el.getBoundingClientRect();"
+                "  const cut = [el, el.parentElement].some(e => e.scrollWidth > e.clientWidth + 1);"
+                "  if (r.width && !cut && r.top >= 0 && r.bottom <= innerHeight"
+                "      && r.right <= innerWidth)"
+                "    out.push([el.textContent.trim(), r.top]); }"
+                "return out;",
+                [best.info.run_name, shown],
+            )
+            tops = {}
+            for text_found, top in on_screen:
+                tops.setdefault(text_found, []).append(top)
+            assert set(tops) == {best.info.run_name, shown}, (on_screen, text[:2000])
+            # ... in the same row: the best trial's name beside its val_acc
+            assert any(abs(a - b) < 12 for a in tops[shown] for b in tops[best.info.run_name])
+        finally:
+            browser.quit()
+    finally:
+        procs.stop()
+
+
 class WebDriver:
     """The few W3C WebDriver calls the UI test needs, over plain HTTP (no Selenium)."""
 
@@ -445,9 +589,9 @@ class WebDriver:
         with urllib.request.urlopen(request, timeout=120) as response:
             return json.loads(response.read())["value"]
 
-    def script(self, source: str):
+    def script(self, source: str, *args):
         return self._call(
-            "POST", f"/session/{self.session}/execute/sync", {"script": source, "args": []}
+            "POST", f"/session/{self.session}/execute/sync", {"script": source, "args": list(args)}
         )
 
     def open_until(self, url: str, words: list[str], timeout: float) -> str:
@@ -552,3 +696,21 @@ def test_ensembling_builds_from_the_smoke_search_on_the_embedded_default(smoke, 
         [experiment.experiment_id], f"tags.`{results.KIND}` = '{results.ENSEMBLE}'"
     )
     assert len(ensembles) == 1  # and it is recorded beside the search it came from
+    ensemble = ensembles[0]
+    # ... nested under it, naming its members, its figures named by how they were measured
+    assert ensemble.data.tags[results.PARENT] == parents[0].info.run_id
+    info = json.loads((out / "ensemble.json").read_text())
+    assert ensemble.data.tags[results.MEMBERS].split(",") == [m["run_id"] for m in info["members"]]
+    names = {r.info.run_id: r.info.run_name for r in finished}
+    expected = ", ".join(names[m["run_id"]] for m in info["members"])
+    assert ensemble.data.tags[results.MEMBER_NAMES] == expected
+    metrics = ensemble.data.metrics
+    assert {"val_acc_in_sample", "val_acc_cv"} <= set(metrics) and "val_acc" not in metrics
+    # so sorting the search's runs by val_acc puts the best trial first, never the ensemble
+    best = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`{results.PARENT}` = '{parents[0].info.run_id}'",
+        order_by=["metrics.val_acc DESC"],
+        max_results=1,
+    )[0]
+    assert best.data.tags[results.KIND] != results.ENSEMBLE

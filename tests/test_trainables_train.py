@@ -284,3 +284,41 @@ def test_fit_cli_user_errors_exit_2(stores, capsys):
     assert main(["fit"]) == 2
     assert main(["fit", "--visual", str(stores.audio.path)]) == 2
     assert "needs a visual store" in capsys.readouterr().err
+
+
+CONCAT, FBP = {"fusion": "concat"}, {"fusion": "fbp"}
+# Per conditional setting: a config where it has no effect, one where it has, and two values.
+CONDITIONAL = {
+    "fbp_factor": (CONCAT, FBP, 2, 3),
+    "fbp_out": (CONCAT, FBP, 8, 12),
+    "fbp_dropout": (CONCAT, FBP, 0.0, 0.5),
+    "fbp_sqrt": (CONCAT, FBP, True, False),
+    "transformer_hidden": (
+        {"visual_attention": "mean", "audio_attention": "self"},
+        {"visual_attention": "transformer", "audio_attention": "mean"},
+        4,
+        6,
+    ),
+    "momentum": ({"optimizer": "adamw"}, {"optimizer": "sgd", "lr": 0.05}, 0.0, 0.9),
+    "frame_segments": ({"frame_sampling": "all"}, {"frame_sampling": "segments"}, 1, 3),
+}
+
+
+@pytest.mark.parametrize("key", sorted(CONDITIONAL))
+def test_a_setting_is_used_exactly_where_it_changes_training(stores, key):
+    """``TrialConfig.used()`` (what a trial run logs as params) drops a setting exactly where
+    training does not read it: there, two values train identically; elsewhere they differ."""
+    from trainables.config import CONDITIONS
+
+    assert set(CONDITIONAL) == set(CONDITIONS)
+    off, on, first, second = CONDITIONAL[key]
+    for choice, used in ((off, False), (on, True)):
+        runs = [
+            train_trial(TrialConfig(**{**FAST, "epochs": 1, **choice, key: value}), stores)
+            for value in (first, second)
+        ]
+        assert (key in runs[0].config.used()) is used
+        same = runs[0].history == runs[1].history and np.array_equal(
+            runs[0].scores["val"], runs[1].scores["val"]
+        )
+        assert same is not used, (key, choice)

@@ -12,7 +12,7 @@ checked against ``trainables.kinds``, so this module imports no torch.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -80,6 +80,43 @@ class TrialConfig(BaseModel):
     def label(self, visual_feature: str | None = None, audio_feature: str | None = None) -> str:
         """This trial's ``trial_label``."""
         return trial_label(self.model_dump(), visual_feature, audio_feature)
+
+    def used(self) -> dict[str, Any]:
+        """The settings this configuration trains with: ``model_dump`` less those ``CONDITIONS``
+        says have no effect here (``fbp_out`` under concatenation, ``momentum`` for AdamW, ...)."""
+        return used_settings(self.model_dump())
+
+
+def _fbp(config: Mapping[str, Any]) -> bool:
+    return config.get("fusion") == "fbp"
+
+
+def _transformer(config: Mapping[str, Any]) -> bool:
+    return "transformer" in (config.get("visual_attention"), config.get("audio_attention"))
+
+
+# Settings read only under a choice of another (model.py, fusion.py, attention.py, optim.py,
+# tensors.py): FBP's only by FBP fusion, the hidden size only by transformer attention, momentum
+# only by SGD, the segment count only by segment sampling. A search samples a setting only where
+# it applies (``search.space``) and a run records it only there.
+CONDITIONS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "fbp_factor": _fbp,
+    "fbp_out": _fbp,
+    "fbp_dropout": _fbp,
+    "fbp_sqrt": _fbp,
+    "transformer_hidden": _transformer,
+    "momentum": lambda config: config.get("optimizer") == "sgd",
+    "frame_segments": lambda config: config.get("frame_sampling") == "segments",
+}
+
+
+def used_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` without the settings its other choices make irrelevant (``CONDITIONS``)."""
+    return {
+        key: value
+        for key, value in config.items()
+        if key not in CONDITIONS or CONDITIONS[key](config)
+    }
 
 
 def trial_label(
