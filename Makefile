@@ -10,7 +10,7 @@ MLFLOW_UI_PORT ?= 5000
 # One name per `make demo` run: the search's MLflow experiment and its ensemble folder.
 DEMO_NAME := demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup demo test test-lowest lint ui clean
+.PHONY: setup demo test test-lowest lint ui dashboard clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ test: lint
 # them from it): a venv holding only those (and .ci/lowest-era.txt's caps on their own dependencies)
 # layered over the main venv, so torch and the rest are not installed twice.
 LOWEST_VENV ?= .venv-lowest
-LOWEST_TESTS ?= tests/test_search.py -k "pruned or rebuilt or records_every_trial or status_prints or ensembling_builds"
+LOWEST_TESTS ?= tests/test_search.py -k "pruned or restored or study_lives or records_every_trial or status_prints or ensembling_builds"
 
 test-lowest: setup
 	@test -x $(LOWEST_VENV)/bin/python || $(PYTHON) -m venv $(LOWEST_VENV)
@@ -60,5 +60,25 @@ $(UI_VENV)/bin/mlflow:
 ui: $(UI_MLFLOW)
 	$(UI_MLFLOW) ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root ./mlruns/artifacts --host 127.0.0.1 --port $(MLFLOW_UI_PORT)
 
+# Optuna Dashboard on the searches' studies (search.study: mlruns/optuna.db beside the default
+# tracking database), live while a search runs: the project's venv when it has it, else a small
+# one with only optuna-dashboard. Another study database: make dashboard OPTUNA_STORAGE=URL
+# (PostgreSQL: the dashboard's venv also needs `psycopg[binary]`, the password in PGPASSWORD).
+DASHBOARD_VENV ?= .venv-dashboard
+DASHBOARD_PORT ?= 8080
+OPTUNA_STORAGE ?= sqlite:///mlruns/optuna.db
+DASHBOARD := $(if $(wildcard $(VENV)/bin/optuna-dashboard),$(VENV)/bin/optuna-dashboard,$(DASHBOARD_VENV)/bin/optuna-dashboard)
+
+$(DASHBOARD_VENV)/bin/optuna-dashboard:
+	@test -x $(DASHBOARD_VENV)/bin/python || $(PYTHON) -m venv $(DASHBOARD_VENV)
+	$(DASHBOARD_VENV)/bin/python -m pip install -q optuna-dashboard
+
+# optuna-dashboard opens a database without creating Optuna's tables: before the first search,
+# Optuna creates them (an empty study list rather than an error).
+dashboard: $(DASHBOARD)
+	@mkdir -p mlruns
+	@$(dir $(DASHBOARD))python -c "import sys, optuna; optuna.storages.RDBStorage(sys.argv[1])" "$(OPTUNA_STORAGE)"
+	$(DASHBOARD) --host 127.0.0.1 --port $(DASHBOARD_PORT) $(OPTUNA_STORAGE)
+
 clean:
-	rm -rf $(VENV) $(UI_VENV) $(LOWEST_VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(UI_VENV) $(DASHBOARD_VENV) $(LOWEST_VENV) .pytest_cache .ruff_cache

@@ -21,12 +21,14 @@ from search.space import SpaceSampler
 from search.trial_fields import TRIAL_NUMBER, trial_defaults
 
 METRIC, MODE = "val_acc", "max"
+TUNE_TRIAL_ID = "tune_trial_id"  # the Optuna trial's user attribute naming its Tune trial
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch between a cluster and one host
 
 
 class PruningAwareOptunaSearch(OptunaSearch):
     """OptunaSearch that tells Optuna a trial stopped by ASHA was pruned (its intermediate values
-    stay known to TPE) instead of completing it with a truncated accuracy.
+    stay known to TPE) instead of completing it with a truncated accuracy, names each Optuna
+    trial's Tune trial, and keeps a persistent study consistent across a resume.
 
     OptunaSearch records a trial that ends without its metric and without an error as PRUNED
     (its public ``on_trial_complete``); a trial that did not reach its last epoch (no
@@ -39,21 +41,53 @@ class PruningAwareOptunaSearch(OptunaSearch):
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
         if isinstance(config, dict) and trial_id in self._ot_trials:
-            config[TRIAL_NUMBER] = self._ot_trials[trial_id].number
+            optuna_trial = self._ot_trials[trial_id]
+            config[TRIAL_NUMBER] = optuna_trial.number
+            # Tune's id beside Optuna's number, in optuna-dashboard too
+            optuna_trial.set_user_attr(TUNE_TRIAL_ID, trial_id)
         return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # A trial Tune starts again (a resume, a retry) reports its epochs from 1 once more; Optuna
+        # keeps the first value of a step and warns about every repeat, so repeats stay here.
+        step = result.get("training_iteration", 0)
+        reported = self.__dict__.setdefault("_reported_steps", {})  # absent from older snapshots
+        if step <= reported.get(trial_id, 0):
+            return
+        reported[trial_id] = step
+        super().on_trial_result(trial_id, result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
+        if result and self.metric in result:
+            # Tune hands the result a trial ended on (ASHA's cut, the last epoch) to this method
+            # alone: its epoch joins the trial's curve in the study.
+            self.on_trial_result(trial_id, result)
         if not error and result and result.get("finished") != 1:
             result = {k: v for k, v in result.items() if k != self.metric}
         super().on_trial_complete(trial_id, result, error)
 
+    def restore(self, checkpoint_path: str) -> None:
+        """Back to Tune's last snapshot; trials the study holds as running that the snapshot never
+        knew (asked for after it, by the driver that died) end FAIL instead of running forever.
+
+        Internal: ``_ot_trials`` (Tune's trial id -> Optuna trial) is OptunaSearch's own state."""
+        import optuna
+
+        super().restore(checkpoint_path)
+        known = {trial.number for trial in self._ot_trials.values()}
+        running = (optuna.trial.TrialState.RUNNING,)
+        for trial in self._ot_study.get_trials(deepcopy=False, states=running):
+            if trial.number not in known:
+                self._ot_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+
 
 def make_searcher(config: SearchConfig, *, storage: Any | None = None) -> ConcurrencyLimiter:
     """TPE (or random) over the search's space, at most ``budget.max_concurrent`` trials at once.
-    ``storage``: an Optuna storage to keep the study in (default: in memory, checkpointed by
-    Tune with the experiment); its study is named after the search."""
+    ``storage``: an Optuna storage to keep the study in (the search's database,
+    ``search.study.open_storage``; default: in memory, checkpointed by Tune with the experiment);
+    its study is named after the search."""
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

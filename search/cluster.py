@@ -16,6 +16,7 @@ from typing import Any
 from search import watchdog
 from search.config import SearchConfig
 from search.errors import ClusterError
+from search.quiet import quiet_third_party
 
 LOOPBACK = "127.0.0.1"
 
@@ -30,6 +31,7 @@ def init_ray(num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    quiet_third_party()
     address = os.environ.get("RAY_ADDRESS") or cluster_started_here()
     if address:
         check_ray_address(address)

@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -130,10 +131,22 @@ class ResourcesConfig(_Strict):
 
 
 class TrackingConfig(_Strict):
-    """Where MLflow records the search (``MLFLOW_TRACKING_URI`` overrides ``uri``)."""
+    """Where MLflow records the search (``MLFLOW_TRACKING_URI`` overrides ``uri``) and where its
+    Optuna study lives (``search.study``)."""
 
     uri: str = Field(DEFAULT_URI, description="MLflow tracking URI")
     experiment: str | None = Field(None, description="experiment name; defaults to the search name")
+    optuna_storage: str | None = Field(
+        None,
+        description="the Optuna study's database URL (README 'The Optuna study'); default: "
+        "optuna.db beside a SQLite tracking database, else mlruns/optuna.db",
+    )
+
+    @model_validator(mode="after")
+    def _no_password(self) -> TrackingConfig:  # the URL is logged with the parent run
+        if self.optuna_storage and urlsplit(self.optuna_storage).password:
+            raise ValueError("optuna_storage holds a password: use PGPASSWORD or ~/.pgpass")
+        return self
 
 
 class SearchConfig(_Strict):

@@ -28,7 +28,7 @@ from search.outcome import SearchOutcome
 from search.plot_actor import ensure_plots
 from search.storage import experiment_path, load_search, save_search
 from search.stores import Stores, classes_of, load_stores, oracle_table
-from search.study import study_from_runs
+from search.study import check_new_study, load_study, with_storage
 from search.tracking import git_commit
 from search.tuner import fit, new_tuner, restore_tuner, trial_context
 
@@ -45,7 +45,9 @@ def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOu
                 f"search {config.name!r} already exists at {path}; continue it with "
                 f"`python -m search resume {config.name}` or choose another name (--set name=...)"
             )
+        config = with_storage(config)  # saved with the search: resume opens the same study
         uri, stores, experiment_id = _prepare(config, num_cpus)
+        check_new_study(config)
         parent = parent_run.start_parent_run(uri, experiment_id, config, git_commit())
         with parent_run.failing_parent(uri, parent):
             parent_run.set_driver(uri, parent, holder)
@@ -53,7 +55,8 @@ def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOu
             ui_link.ensure_view(uri, experiment_id, parent)
             print(
                 f"search {config.name}: MLflow {uri}, experiment {config.experiment!r}, "
-                f"parent run {parent}\n{ui_link.ui_hint(uri, experiment_id, parent)}"
+                f"parent run {parent}; Optuna study {config.name!r} in "
+                f"{config.tracking.optuna_storage}\n{ui_link.ui_hint(uri, experiment_id, parent)}"
             )
             context = trial_context(config, uri, experiment_id, parent)
             tuner = new_tuner(config, stores, context)
@@ -152,8 +155,7 @@ def _finish(
         parent_run.interrupt_parent_run(uri, parent)
     else:
         ensure_plots(config.name, uri, classes, finished)
-        study = study_from_runs(config, trial_runs.trial_runs(uri, experiment_id, parent))
-        parent_run.finish_parent_run(uri, parent, table, study)
+        parent_run.finish_parent_run(uri, parent, table, load_study(config))
     oracle = oracle_table(
         config.stores.root, config.stores.visual_feature, config.stores.audio_feature
     )

@@ -164,7 +164,7 @@ def interrupt_parent_run(uri: str, parent_run_id: str) -> None:
 
 def finish_parent_run(uri: str, parent_run_id: str, table, study: Any | None) -> None:
     """Best trial, leaderboard (CSV and an MLflow table) and Optuna's plots on the parent run."""
-    from search.study import draw_study_plots
+    from search.study_plots import draw_study_plots
 
     Metric, _, RunTag = entities()
     mlflow_client = client(uri)

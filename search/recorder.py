@@ -89,13 +89,17 @@ class TrialRecorder:
         self._step = 0
 
     def log_epoch(self, metrics: Mapping[str, Any]) -> None:
-        Metric, _, _ = entities()
+        Metric, _, RunTag = entities()
         now = now_ms()
         self._step = int(metrics.get("epoch", self._step + 1))
         values = {k: float(v) for k, v in metrics.items() if k != "epoch" and _is_number(v)}
         with logging_step(self.uri, f"epoch {self._step}'s metrics"):
+            # The epochs-done tag moves with the metrics: `search status` reads a running
+            # trial's epoch from it (the latest metrics carry no step).
             self.client.log_batch(
-                self.run_id, metrics=[Metric(k, v, now, self._step) for k, v in values.items()]
+                self.run_id,
+                metrics=[Metric(k, v, now, self._step) for k, v in values.items()],
+                tags=[RunTag(EPOCHS_DONE, str(self._step))],
             )
         self._last = values
 

@@ -1,112 +1,90 @@
-"""Optuna's view of a finished search, for its plots: the study rebuilt from the trial runs in
-MLflow through Optuna's public API, then parameter importances and parallel coordinates.
+"""The search's Optuna study, kept in a database so that it outlives the driver: ``optuna-dashboard``
+opens it while the search runs, ``resume`` continues it, and the parent run's plots
+(``search.study_plots``) are drawn from it. The study is named after the search.
 
-Rebuilding it (instead of reaching into the searcher Tune holds) gives the same study after a
-``run`` and after a ``resume``, from the record every other view reads: each finished run's params
-are replayed through the search's own ``SpaceSampler``, so a trial holds exactly the parameters it
-sampled (FBP's under FBP only, ...) with the distributions they were drawn from.
+Where (``tracking.optuna_storage``, resolved once by ``run`` and saved with the search, so that
+``resume`` finds the same study): the URL configured there (on a cluster, a database of the
+head's PostgreSQL, see README "Cluster"); else ``optuna.db`` beside a SQLite tracking database;
+else ``mlruns/optuna.db`` where the driver runs (a tracking server keeps its database to itself).
+
+Never inside MLflow's own SQLite file: both keep their schema revision in an Alembic table named
+``alembic_version``, so each would find the other's revision there and refuse the file (or try to
+migrate it). Only the driver writes the study (the searcher lives there); readers such as
+optuna-dashboard may open it at any time.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from avcore.results import FINISHED, STATUS
+from avcore import tracking as where
 from search.config import SearchConfig
-from search.space import SpaceSampler
-from search.trial_fields import trial_defaults
+from search.errors import SearchError
 
-METRIC = "val_acc"
-
-
-class _Replay:
-    """Stands in for an Optuna trial: answers each ``suggest_*`` with the value a run recorded
-    (MLflow keeps params as strings) and notes the distribution it was drawn from."""
-
-    def __init__(self, recorded: Mapping[str, str]) -> None:
-        self.recorded = recorded
-        self.params: dict[str, Any] = {}
-        self.distributions: dict[str, Any] = {}
-
-    def _take(self, name: str, distribution: Any, value: Any) -> Any:
-        self.params[name], self.distributions[name] = value, distribution
-        return value
-
-    def suggest_categorical(self, name: str, choices: Iterable[Any]) -> Any:
-        from optuna.distributions import CategoricalDistribution
-
-        choices = list(choices)
-        value = next(c for c in choices if str(c) == self.recorded[name])
-        return self._take(name, CategoricalDistribution(choices), value)
-
-    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
-        from optuna.distributions import IntDistribution
-
-        value = int(float(self.recorded[name]))  # a float field logs "8.0"
-        return self._take(name, IntDistribution(low, high, log=log, step=step), value)
-
-    def suggest_float(
-        self, name: str, low: float, high: float, step: float | None = None, log: bool = False
-    ) -> float:
-        from optuna.distributions import FloatDistribution
-
-        value = float(self.recorded[name])
-        return self._take(name, FloatDistribution(low, high, log=log, step=step), value)
+STUDY_FILE = "optuna.db"
+_SQLITE = "sqlite:///"
 
 
-def study_from_runs(config: SearchConfig, runs: Iterable[Any]):
-    """An in-memory Optuna study holding every finished run as a complete trial."""
+def storage_url(config: SearchConfig) -> str:
+    """The URL of the search's study database, absolute where it names a file."""
+    if config.tracking.optuna_storage:
+        return where.resolve_uri(config.tracking.optuna_storage)
+    database = where.sqlite_path(where.resolve_uri(config.tracking_uri))
+    folder = database.parent if database is not None else Path("mlruns")
+    return _SQLITE + str((folder / STUDY_FILE).resolve())
+
+
+def with_storage(config: SearchConfig) -> SearchConfig:
+    """``config`` with ``tracking.optuna_storage`` resolved (what ``run`` records and saves)."""
+    tracking = config.tracking.model_copy(update={"optuna_storage": storage_url(config)})
+    return config.model_copy(update={"tracking": tracking})
+
+
+def open_storage(url: str):
+    """Optuna's RDB storage at ``url`` (its tables created on first use), or ``SearchError``."""
+    import optuna
+    import sqlalchemy.exc
+
+    database = where.sqlite_path(url)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        # A reader (optuna-dashboard) may hold the file for a moment: wait rather than fail.
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}  # a server that restarted: reconnect
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ImportError) as exc:
+        raise SearchError(
+            f"Optuna storage {url}: {str(exc).splitlines()[0][:300]} (tracking.optuna_storage)"
+        ) from None
+
+
+def check_new_study(config: SearchConfig) -> None:
+    """Before a new search: no study of its name is in its database (a search whose Tune state
+    was deleted): continuing it would mix its trials into the new search's sampler."""
+    import optuna
+
+    names = {
+        s.study_name for s in optuna.get_all_study_summaries(open_storage(storage_url(config)))
+    }
+    if config.name in names:
+        url = storage_url(config)
+        raise SearchError(
+            f"an Optuna study {config.name!r} already exists in {url}; choose another name "
+            f"(--set name=...) or delete it: optuna delete-study --study-name {config.name} "
+            f"--storage {url}"
+        )
+
+
+def load_study(config: SearchConfig) -> Any | None:
+    """The search's study from its database; None where it has none (a search begun before its
+    study was stored)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=config.name, direction="maximize")
-    sampler = SpaceSampler(config, trial_defaults())
-    for run in runs:
-        value = run.data.metrics.get(METRIC)
-        if run.data.tags.get(STATUS) != FINISHED or value is None:
-            continue
-        replay = _Replay(run.data.params)
-        try:
-            sampler(replay)
-            trial = optuna.trial.create_trial(
-                params=replay.params, distributions=replay.distributions, value=value
-            )
-        except (KeyError, StopIteration, ValueError):  # a run of another space (edited config)
-            continue
-        study.add_trial(trial)
-    return study
-
-
-def draw_study_plots(study: Any, folder: Path) -> None:
-    """Parameter importances and parallel coordinates (PNG) from the finished trials."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import optuna
-    from optuna.visualization import matplotlib as optuna_plots
-
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if len(complete) < 2:
-        return
-    for name, draw in (
-        ("param_importances.png", optuna_plots.plot_param_importances),
-        ("parallel_coordinate.png", optuna_plots.plot_parallel_coordinate),
-    ):
-        try:
-            with warnings.catch_warnings():  # Optuna's experimental and axis-limit warnings
-                warnings.simplefilter("ignore")
-                axes = draw(study)
-        except (ValueError, RuntimeError) as exc:  # e.g. a single distinct value per param
-            Path(folder, name.replace(".png", ".txt")).write_text(f"not drawn: {exc}\n")
-            continue
-        figure = axes.figure if hasattr(axes, "figure") else axes[0].figure
-        figure.set_size_inches(10, 6)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            figure.tight_layout()
-            figure.savefig(folder / name, dpi=100)
-        plt.close(figure)
+    try:
+        return optuna.load_study(study_name=config.name, storage=open_storage(storage_url(config)))
+    except KeyError:
+        return None

@@ -54,6 +54,9 @@ def client(uri: str):
     """One client per process and URI: opening a SQLite store checks its schema, which is slow."""
     from mlflow.tracking import MlflowClient
 
+    from search.quiet import quiet_third_party
+
+    quiet_third_party()  # before the first SQLite store is opened in this process
     for name, value in HTTP_RETRIES.items():
         os.environ.setdefault(name, value)
     return MlflowClient(tracking_uri=uri)

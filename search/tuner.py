@@ -14,9 +14,10 @@ import os
 import signal
 import threading
 
-from search.callbacks import ProgressCallback, RunStatusCallback
+from search.callbacks import RunStatusCallback
 from search.config import SearchConfig
 from search.plot_actor import plot_queue
+from search.progress import ProgressCallback
 from search.storage import experiment_path, storage_root
 from search.stores import Stores, classes_of
 from search.tracking import TrackingContext, git_commit
@@ -62,15 +63,21 @@ def new_tuner(config: SearchConfig, stores: Stores, context: TrialContext):
 
     from search.adapter import METRIC, MODE, make_searcher
     from search.schedulers import make_scheduler
+    from search.study import open_storage, storage_url
+    from search.study_plots import StudyPlotsCallback
 
     _quiet_tune()
     run_status = RunStatusCallback(config.name, context.tracking, classes_of(stores))
+    url = storage_url(config)
+    plots = StudyPlotsCallback(
+        config.name, url, context.tracking.uri, context.tracking.parent_run_id
+    )
     return tune.Tuner(
         _trainable(config, stores, context),
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode=MODE,
-            search_alg=make_searcher(config),
+            search_alg=make_searcher(config, storage=open_storage(url)),
             scheduler=make_scheduler(config.budget),
             num_samples=config.budget.num_trials,
             time_budget_s=config.budget.time_limit_s,
@@ -81,7 +88,7 @@ def new_tuner(config: SearchConfig, stores: Stores, context: TrialContext):
             name=config.name,
             storage_path=storage_root(config.storage_path),
             failure_config=tune.FailureConfig(max_failures=config.budget.max_failures),
-            callbacks=[run_status, ProgressCallback(config)],
+            callbacks=[run_status, ProgressCallback(config), plots],
             verbose=0,
         ),
     )

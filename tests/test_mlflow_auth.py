@@ -52,9 +52,13 @@ def test_a_search_and_an_ensemble_through_an_authenticated_server(tmp_path: Path
 
         creds = server.credentials
         root = write_tiny_stores(tmp_path / "stores")
-        search = run_cli(
-            "search", search_args(root, tmp_path, "--num-cpus", "2"), tmp_path, 480, creds
-        )
+        extra = ["--num-cpus", "2"]
+        if backend == "postgres":  # the Optuna study in the same server's database `optuna`
+            port = server.env["AVFUSION_PG_PORT"]
+            study_url = f"postgresql+psycopg://mlflow@127.0.0.1:{port}/optuna"
+            extra += ["--set", f"tracking.optuna_storage={study_url}"]
+            creds = {**creds, "PGPASSWORD": server.pg_password}
+        search = run_cli("search", search_args(root, tmp_path, *extra), tmp_path, 480, creds)
         assert search.returncode == 0, search.stdout[-2000:] + search.stderr[-3000:]
         assert "search demo: " in search.stdout and " finished" in search.stdout
         out = tmp_path / "ensemble"
@@ -80,3 +84,11 @@ def test_a_search_and_an_ensemble_through_an_authenticated_server(tmp_path: Path
             with psycopg.connect(dsn, password=server.pg_password) as db:
                 count = db.execute("SELECT count(*) FROM runs WHERE status = 'FINISHED'")
                 assert count.fetchone()[0] >= 2  # the search's parent run and its trials
+            with psycopg.connect(
+                dsn.replace("mlflow user", "optuna user"), password=server.pg_password
+            ) as db:
+                trials = db.execute(
+                    "SELECT count(*) FROM trials JOIN studies USING (study_id)"
+                    " WHERE study_name = 'demo' AND state = 'COMPLETE'"
+                )
+                assert trials.fetchone()[0] >= 1

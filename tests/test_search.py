@@ -135,35 +135,70 @@ def test_pruned_trials_reach_optuna_as_pruned():
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
 
 
-def test_optunas_view_of_a_search_is_rebuilt_from_its_runs():
-    """The study behind the parent run's Optuna plots comes from the finished trial runs (MLflow
-    keeps params as strings, and every trial field, sampled or not): each trial gets back exactly
-    the parameters it sampled, with their values; runs that did not finish are left out."""
-    from types import SimpleNamespace
+def test_the_study_lives_beside_the_tracking_database_and_never_names_a_password(
+    tmp_path: Path, monkeypatch
+):
+    """optuna.db beside a SQLite tracking database (never inside it: Optuna refuses MLflow's
+    file, whose alembic_version holds MLflow's revision), mlruns/optuna.db under a tracking
+    server, a configured URL as given; a URL with a password is refused (it would be logged)."""
+    import optuna
+
+    from search.errors import SearchError
+    from search.study import open_storage, storage_url, with_storage
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    def url(*overrides: str) -> str:
+        return storage_url(load_search_config(DEMO_CONFIG, list(overrides), check_stores=False))
+
+    assert url("tracking.uri=sqlite:///db/mlflow.db") == f"sqlite:///{tmp_path}/db/optuna.db"
+    assert url("tracking.uri=http://127.0.0.1:5000") == f"sqlite:///{tmp_path}/mlruns/optuna.db"
+    pg = "postgresql+psycopg://optuna@127.0.0.1:5433/optuna"
+    assert url(f"tracking.optuna_storage={pg}") == pg
+    config = with_storage(load_search_config(DEMO_CONFIG, check_stores=False))
+    assert config.tracking.optuna_storage == f"sqlite:///{tmp_path}/mlruns/optuna.db"
+    with pytest.raises(SearchConfigError, match="PGPASSWORD"):
+        url("tracking.optuna_storage=postgresql://optuna:secret@127.0.0.1/optuna")
+
+    import mlflow
+
+    mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_experiments()
+    with pytest.raises(SearchError, match="Optuna storage"):
+        open_storage(f"sqlite:///{tmp_path}/mlflow.db")
+    assert optuna.get_all_study_summaries(open_storage(f"sqlite:///{tmp_path}/o.db")) == []
+
+
+def test_a_restored_searcher_ends_the_trials_its_snapshot_never_knew(tmp_path: Path):
+    """Resume with a persistent study: Tune's snapshot brings the searcher back, the study's
+    trials asked for after the snapshot end FAIL; a restarted trial's repeated epochs are not
+    reported to Optuna twice (no "reported value is ignored" warning); every Optuna trial names
+    its Tune trial."""
+    import warnings
 
     import optuna
 
-    from avcore.results import FINISHED, STATUS, STOPPED_EARLY
-    from search.space import SpaceSampler
-    from search.study import study_from_runs
-    from search.trial_fields import trial_defaults
+    from search.adapter import TUNE_TRIAL_ID, make_searcher
+    from search.study import open_storage
 
-    config = load_search_config(DEMO_CONFIG, check_stores=False)
-    defaults = trial_defaults()
-    asked = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
-    runs, sampled = [], []
-    for i in range(8):
-        trial = asked.ask()
-        SpaceSampler(config, defaults)(trial)
-        params = {k: str(v) for k, v in {**defaults, **trial.params}.items()}
-        status = FINISHED if i % 4 else STOPPED_EARLY
-        data = SimpleNamespace(params=params, metrics={"val_acc": i / 10}, tags={STATUS: status})
-        runs.append(SimpleNamespace(data=data))
-        if status == FINISHED:
-            sampled.append((trial.params, i / 10))
-    rebuilt = study_from_runs(config, runs)
-    assert [(t.params, t.value) for t in rebuilt.trials] == sampled
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in rebuilt.trials)
+    config = load_search_config(DEMO_CONFIG, ["budget.num_trials=3"], check_stores=False)
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    searcher = make_searcher(config, storage=open_storage(url)).searcher
+    searcher.suggest("a")
+    searcher.save(str(tmp_path / "snapshot.pkl"))
+    searcher.suggest("b")  # the driver dies before its next snapshot
+    restored = make_searcher(config, storage=open_storage(url)).searcher
+    restored.restore(str(tmp_path / "snapshot.pkl"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in (1, 2, 1, 2, 3):  # "a" restarted after step 2
+            restored.on_trial_result("a", {"val_acc": 0.1 * step, "training_iteration": step})
+    assert not [w for w in caught if "is ignored" in str(w.message)]
+    restored.on_trial_complete("a", {"val_acc": 0.5, "training_iteration": 3, "finished": 1})
+    study = optuna.load_study(study_name=config.name, storage=url)
+    states = {t.user_attrs[TUNE_TRIAL_ID]: t.state for t in study.trials}
+    assert states == {"a": optuna.trial.TrialState.COMPLETE, "b": optuna.trial.TrialState.FAIL}
+    assert study.trials[0].intermediate_values == pytest.approx({1: 0.1, 2: 0.2, 3: 0.3})
 
 
 def test_stopped_trials_end_finished_in_mlflow_interrupted_ones_killed(tmp_path: Path):
@@ -307,8 +342,21 @@ def test_smoke_search_records_every_trial_in_mlflow(smoke):
     assert parent.data.tags["avfusion.best_run_id"] in {
         r.info.run_id for r in by_status["finished"]
     }
-    if len(by_status["finished"]) >= 2:  # Optuna's plots (or why one could not be drawn)
-        assert {"param_importances.png", "param_importances.txt"} & parent_artifacts
+    # The study in optuna.db beside MLflow's file: one Optuna trial per Tune trial; its plots on
+    # the parent run, with the number of trials behind them.
+    import optuna
+
+    study = optuna.load_study(study_name="demo", storage=f"sqlite:///{work}/mlruns/optuna.db")
+    tune_ids = {t.user_attrs["tune_trial_id"] for t in study.trials}
+    assert tune_ids == {r.data.tags["avfusion.trial_id"] for r in trials}
+    assert "search_plots.html" in parent_artifacts
+    page = Path(client.download_artifacts(parent.info.run_id, "search_plots.html", str(work)))
+    assert f"search demo: {len(study.trials)} trials" in page.read_text()
+    # Without a terminal: no carriage-return redraws, no cursor moves, no third-party noise.
+    log = result.stdout + result.stderr
+    assert "\r" not in log and "\x1b[" not in log
+    for noise in ("Token authentication is enabled", "Creating initial MLflow", "is ignored"):
+        assert noise not in log, log[-3000:]
 
 
 @pytest.mark.slow

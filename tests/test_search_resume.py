@@ -42,6 +42,24 @@ def finished_trial_runs(db: Path) -> dict[str, str]:
     return dict(rows)
 
 
+def study_trials(work: Path) -> list[str]:
+    """The states of the search's Optuna trials, read by ``optuna.load_study`` in another
+    process (as optuna-dashboard reads them), from optuna.db beside MLflow's file."""
+    script = (
+        "import sys, optuna; optuna.logging.set_verbosity(optuna.logging.WARNING); "
+        "print(len(optuna.get_all_study_summaries(sys.argv[1])), *(t.state.name for t in "
+        "optuna.load_study(study_name='demo', storage=sys.argv[1]).trials))"
+    )
+    storage = f"sqlite:///{work}/mlruns/optuna.db"
+    out = subprocess.run(
+        [sys.executable, "-c", script, storage], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    studies, *states = out.stdout.split()
+    assert studies == "1", out.stdout
+    return states
+
+
 def kill_group(process: subprocess.Popen) -> None:
     """SIGKILL the driver's process group (the driver, its local Ray, the trial workers) and wait
     until none of it is left."""
@@ -189,6 +207,8 @@ def test_ctrl_c_saves_the_search_exits_130_and_resume_finishes_it(tmp_path: Path
             if finished_trial_runs(tmp_path / "mlruns" / "mlflow.db"):
                 break
             time.sleep(0.2)
+        # What optuna-dashboard does: another process opens the study while the search runs.
+        live = study_trials(tmp_path) if driver.poll() is None else None
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGINT)
         code = driver.wait(timeout=120)
@@ -211,8 +231,14 @@ def test_ctrl_c_saves_the_search_exits_130_and_resume_finishes_it(tmp_path: Path
     statuses = [r.data.tags["avfusion.status"] for r in runs if r is not parent]
     assert "running" not in statuses and "finished" in statuses, statuses
     assert len(statuses) < trials, "the search ended before Ctrl+C reached it"
+    assert live, "no trial in the study while the search ran"
+    interrupted = study_trials(tmp_path)
 
     resume(tmp_path)
+    # The same study went on: its trials grew to the budget, each ended, one study in the file.
+    resumed = study_trials(tmp_path)
+    assert len(interrupted) < len(resumed) == trials, (interrupted, resumed)
+    assert "RUNNING" not in resumed, resumed
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     parent = client.get_run(parent.info.run_id)
     assert parent.info.status == "FINISHED"

@@ -3,7 +3,8 @@
 # A private cluster in $AVFUSION_PGDATA on 127.0.0.1:$AVFUSION_PG_PORT (default 5433, beside
 # Debian's own cluster on 5432), started as a child of the server script so that stopping the
 # script stops it too. Initialised on first use, then reused: the role and database `mlflow` are
-# created if missing and the role's password is set on every start from AVFUSION_PG_PASSWORD in
+# created if missing (and the database `optuna`, owned by that role, for the searches' Optuna studies:
+# tracking.optuna_storage, README "Cluster") and the role's password is set on every start from AVFUSION_PG_PASSWORD in
 # the secrets file (never on a command line). PostgreSQL refuses to run as root: as root its
 # tools run as the `postgres` system user (the one place that knows this; benchmarks and tests
 # start their PostgreSQL through this script).
@@ -58,6 +59,7 @@ pg_as "$pg_bin/psql" -q -v ON_ERROR_STOP=1 -h "$pgdata" -p "$pg_port" -d postgre
 SELECT 'CREATE ROLE mlflow LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mlflow')\gexec
 ALTER ROLE mlflow PASSWORD '$pg_password';
 SELECT 'CREATE DATABASE mlflow OWNER mlflow' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'mlflow')\gexec
+SELECT 'CREATE DATABASE optuna OWNER mlflow' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'optuna')\gexec
 SQL
 # libpq reads the password from the environment: it never shows in `ps` or in MLflow's logs.
 export PGPASSWORD=$AVFUSION_PG_PASSWORD
