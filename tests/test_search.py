@@ -348,7 +348,11 @@ def test_smoke_search_records_every_trial_in_mlflow(smoke):
 
     study = optuna.load_study(study_name="demo", storage=f"sqlite:///{work}/mlruns/optuna.db")
     tune_ids = {t.user_attrs["tune_trial_id"] for t in study.trials}
-    assert tune_ids == {r.data.tags["avfusion.trial_id"] for r in trials}
+    assert tune_ids == {r.data.tags["avfusion.tune_trial_id"] for r in trials}
+    # The one id a person reads: Optuna's trial number is the run's avfusion.trial_id.
+    assert {str(t.number) for t in study.trials} == {
+        r.data.tags["avfusion.trial_id"] for r in trials
+    }
     assert "search_plots.html" in parent_artifacts
     page = Path(client.download_artifacts(parent.info.run_id, "search_plots.html", str(work)))
     assert f"search demo: {len(study.trials)} trials" in page.read_text()
