@@ -11,7 +11,6 @@ file and the key. ``--set key=value`` overrides use dotted keys and YAML values
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,21 +20,12 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from avcore import guards
-from avcore.parsing import parse_key_value, pydantic_line
+from avcore.parsing import pydantic_line
 from avcore.tracking import DEFAULT_URI
 from search.errors import SearchConfigError
+from search.overrides import SMOKE_TEST, apply_overrides
 from search.trial_fields import FEATURE_KEYS, RESERVED_TRIAL_FIELDS, trial_config_class
 from trainables.config import RENAMED_KEYS
-
-# What ``--smoke-test`` changes: a handful of tiny trials that still exercise ASHA and concurrency.
-SMOKE_TEST: dict[str, Any] = {
-    "budget.num_trials": 4,
-    "budget.max_concurrent": 2,
-    "budget.epochs": 2,
-    "budget.grace_period": 1,
-    "budget.reduction_factor": 2,
-    "budget.time_limit_s": 600,
-}
 
 
 class _Strict(BaseModel):
@@ -191,28 +181,6 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
             out.update(_flatten(item, f"{prefix}{key}."))
         return out
     return {prefix[:-1]: value}
-
-
-def apply_overrides(
-    raw: dict[str, Any], overrides: Sequence[str] | dict[str, Any], source: str
-) -> dict[str, Any]:
-    """``["a.b=1", ...]`` or ``{"a.b": 1}`` applied to a copy of the raw YAML mapping."""
-    raw = copy.deepcopy(raw)
-    items = overrides.items() if isinstance(overrides, dict) else (_split(o) for o in overrides)
-    for key, value in items:
-        node = raw
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise SearchConfigError(f"{source}: --set {key}: {part!r} is not a section")
-            node = child
-        node[parts[-1]] = value
-    return raw
-
-
-def _split(override: str) -> tuple[str, Any]:
-    return parse_key_value(override, error=SearchConfigError)
 
 
 def load_search_config(
