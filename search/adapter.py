@@ -48,6 +48,8 @@ class PruningAwareOptunaSearch(OptunaSearch):
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.__dict__.get("_settled", ()):
+            return
         # A trial Tune starts again (a resume, a retry) reports its epochs from 1 once more; Optuna
         # keeps the first value of a step and warns about every repeat, so repeats stay here.
         step = result.get("training_iteration", 0)
@@ -60,6 +62,8 @@ class PruningAwareOptunaSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
+        if trial_id in self.__dict__.get("_settled", ()):
+            return
         if result and self.metric in result:
             # Tune hands the result a trial ended on (ASHA's cut, the last epoch) to this method
             # alone: its epoch joins the trial's curve in the study.
@@ -69,17 +73,28 @@ class PruningAwareOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
     def restore(self, checkpoint_path: str) -> None:
-        """Back to Tune's last snapshot; trials the study holds as running that the snapshot never
-        knew (asked for after it, by the driver that died) end FAIL instead of running forever.
+        """Back to Tune's last snapshot, reconciled with the study, which lives on in its database
+        and may be newer than the snapshot:
+
+        - trials the study holds as running that the snapshot never knew (asked for after it, by
+          the driver that died) end FAIL instead of running forever;
+        - trials the snapshot had as running but that ended in the study after it are settled:
+          Tune restarts them (their runs hand the result back) and nothing more is reported to
+          or told of them, since Optuna refuses to update a finished trial. The study keeps the
+          outcome they ended with.
 
         Internal: ``_ot_trials`` (Tune's trial id -> Optuna trial) is OptunaSearch's own state."""
         import optuna
 
         super().restore(checkpoint_path)
+        trials = self._ot_study.get_trials(deepcopy=False)
+        finished = {trial.number for trial in trials if trial.state.is_finished()}
+        self._settled = {
+            trial_id for trial_id, trial in self._ot_trials.items() if trial.number in finished
+        }
         known = {trial.number for trial in self._ot_trials.values()}
-        running = (optuna.trial.TrialState.RUNNING,)
-        for trial in self._ot_study.get_trials(deepcopy=False, states=running):
-            if trial.number not in known:
+        for trial in trials:
+            if trial.state == optuna.trial.TrialState.RUNNING and trial.number not in known:
                 self._ot_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
 

@@ -201,6 +201,39 @@ def test_a_restored_searcher_ends_the_trials_its_snapshot_never_knew(tmp_path: P
     assert study.trials[0].intermediate_values == pytest.approx({1: 0.1, 2: 0.2, 3: 0.3})
 
 
+def test_a_trial_that_ended_after_the_snapshot_is_not_told_twice(tmp_path: Path):
+    """The driver dies after a trial ended in the study but before Tune's next snapshot: Tune
+    restarts that trial on resume (its run hands its result back), and the searcher must not
+    report to or tell the finished Optuna trial again (Optuna raises UpdateFinishedTrialError,
+    which used to end the resume). The study keeps the value the trial ended with."""
+    import optuna
+
+    from search.adapter import make_searcher
+    from search.study import open_storage
+
+    config = load_search_config(DEMO_CONFIG, ["budget.num_trials=3"], check_stores=False)
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    searcher = make_searcher(config, storage=open_storage(url)).searcher
+    searcher.suggest("a")
+    searcher.suggest("b")
+    searcher.on_trial_result("a", {"val_acc": 0.3, "training_iteration": 1})
+    searcher.save(str(tmp_path / "snapshot.pkl"))  # "a" and "b" running
+    last = {"val_acc": 0.5, "training_iteration": 2, "finished": 1}
+    searcher.on_trial_complete("a", last)  # then the driver is killed
+    restored = make_searcher(config, storage=open_storage(url)).searcher
+    restored.restore(str(tmp_path / "snapshot.pkl"))
+    restored.on_trial_result("a", last)  # the handed-back result of the restarted trial
+    restored.on_trial_complete("a", last)
+    restored.on_trial_result("b", {"val_acc": 0.2, "training_iteration": 1})
+    restored.on_trial_complete("b", {"val_acc": 0.4, "training_iteration": 2, "finished": 1})
+    study = optuna.load_study(study_name=config.name, storage=url)
+    assert [(t.state, t.value) for t in study.trials] == [
+        (optuna.trial.TrialState.COMPLETE, 0.5),
+        (optuna.trial.TrialState.COMPLETE, 0.4),
+    ]
+    assert study.trials[0].intermediate_values == pytest.approx({1: 0.3, 2: 0.5})
+
+
 def test_stopped_trials_end_finished_in_mlflow_interrupted_ones_killed(tmp_path: Path):
     """ASHA's cut and the time limit are the search working: FINISHED with
     ``avfusion.status=stopped_early`` (never ranked as finished); Ctrl+C leaves KILLED runs
