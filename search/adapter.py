@@ -18,6 +18,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search.config import SearchConfig
 from search.space import SpaceSampler
+from search.start_points import start_points
 from search.trial_fields import TRIAL_NUMBER, trial_defaults
 
 METRIC, MODE = "val_acc", "max"
@@ -126,8 +127,24 @@ def make_searcher(config: SearchConfig, *, storage: Any | None = None) -> Concur
         sampler=sampler,
         study_name=config.name,
         storage=storage,
+        points_to_evaluate=_new_study_points(config, storage),
     )
     return ConcurrencyLimiter(searcher, max_concurrent=config.budget.max_concurrent)
+
+
+def _new_study_points(config: SearchConfig, storage: Any | None) -> list[dict] | None:
+    """The start points to enqueue (run first): only into a study that holds no trial yet, so a
+    searcher built again over the same study (Tune restores its own; a user may build one) never
+    queues them twice."""
+    import optuna
+
+    if storage is not None:
+        try:
+            if optuna.load_study(study_name=config.name, storage=storage).trials:
+                return None
+        except KeyError:  # no such study yet
+            pass
+    return start_points(config) or None
 
 
 def cluster_started_here() -> str | None:

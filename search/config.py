@@ -17,13 +17,21 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from avcore import guards
 from avcore.parsing import pydantic_line
 from avcore.tracking import DEFAULT_URI
 from search.errors import SearchConfigError
 from search.overrides import SMOKE_TEST, apply_overrides
+from search.start_points import check_start_points
 from search.trial_fields import FEATURE_KEYS, RESERVED_TRIAL_FIELDS, trial_config_class
 from trainables.config import RENAMED_KEYS
 
@@ -71,6 +79,13 @@ class StoresConfig(_Strict):
     validate_deep: bool = Field(
         False, description="check every store's features sha256 and NaN/Inf before the search"
     )
+
+    @field_validator("root")
+    @classmethod
+    def _absolute(cls, root: Path) -> Path:
+        # Relative to where the search starts, and recorded so: report, confirm and refit read the
+        # same stores from any folder.
+        return Path(os.path.abspath(root.expanduser()))
 
     def path(self, modality: Literal["visual", "audio"], variant: str) -> Path:
         return self.root / modality / variant
@@ -154,6 +169,11 @@ class SearchConfig(_Strict):
     trial: dict[str, Any] = Field(
         default_factory=dict, description="fixed trial fields for every trial"
     )
+    start_from: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="configurations run first (space keys and store variants; the rest sampled), "
+        "e.g. the paper's best; see search.start_points",
+    )
     budget: BudgetConfig
     resources: ResourcesConfig = ResourcesConfig()
     tracking: TrackingConfig = TrackingConfig()
@@ -209,6 +229,7 @@ def config_from_dict(
     except ValidationError as exc:
         raise SearchConfigError(pydantic_line(exc, source)) from None
     check_trial_fields(config, source)
+    check_start_points(config, source)
     if check_stores:
         check_store_paths(config, source)
     return config

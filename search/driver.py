@@ -26,6 +26,7 @@ from search.leaderboard import leaderboard
 from search.lock import SearchLock
 from search.outcome import SearchOutcome
 from search.plot_actor import ensure_plots
+from search.start_points import left_out
 from search.storage import experiment_path, load_search, save_search
 from search.stores import Stores, classes_of, load_stores, oracle_table
 from search.study import check_new_study, load_study, with_storage
@@ -58,6 +59,8 @@ def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOu
                 f"parent run {parent}; Optuna study {config.name!r} in "
                 f"{config.tracking.optuna_storage}\n{ui_link.ui_hint(uri, experiment_id, parent)}"
             )
+            for why in left_out(config).values():
+                print(f"search {config.name}: start point left out: {why}")
             context = trial_context(config, uri, experiment_id, parent)
             tuner = new_tuner(config, stores, context)
             _, interrupted = fit(tuner, config, uri, classes_of(stores))

@@ -51,12 +51,23 @@ def leaderboard(uri: str, experiment_id: str, parent_run_id: str):
                 "val_uar": metrics.get("val_uar"),
                 "node": tags.get(results.NODE_ID, "")[:8],
                 **{k: params.get(k) for k in LEADERBOARD_COLUMNS[2:]},
+                # both, visual or audio (a single-modality baseline); runs before the param: both
+                "modality": params.get("modality") or "both",
                 "error": tags.get(results.ERROR, ""),
             }
         )
     table = pd.DataFrame(
         rows,
-        columns=["run_id", "trial_id", "status", "epochs", *LEADERBOARD_COLUMNS, "node", "error"],
+        columns=[
+            "run_id",
+            "trial_id",
+            "status",
+            "epochs",
+            *LEADERBOARD_COLUMNS,
+            "modality",
+            "node",
+            "error",
+        ],  # fmt: skip
     )
     table["rank_key"] = (table["status"] == FINISHED).astype(int)
     table = table.sort_values(["rank_key", "val_acc"], ascending=[False, False], na_position="last")
@@ -87,12 +98,13 @@ def format_leaderboard(
         trial = f"#{row.trial_id}" if row.trial_id else ""
         line = f"{rank:>3} {trial:<6} {row.status:<13} {row.epochs:>3} {acc:>7}"
         if oracle:
-            best = oracle.get((row.visual_feature, row.audio_feature))
+            best = oracle_of(oracle, row.visual_feature, row.audio_feature)
             ratio = f"{row.val_acc / best:.3f}" if best and acc else ""
             line += f" {best or float('nan'):>6.4f} {ratio:>6}"
         line += (
-            f"  {row.visual_feature or '':<10} {row.audio_feature or '':<12} {row.visual_attention or '':<11}"
-            f" {row.audio_attention or '':<11} {row.fusion or '':<6} {row.run_id[:8]}"
+            f"  {_str(row.visual_feature):<10} {_str(row.audio_feature):<12}"
+            f" {_str(row.visual_attention):<11} {_str(row.audio_attention):<11} {_fusion(row):<6}"
+            f" {row.run_id[:8]}"
         )
         if row.status == FAILED and row.error:
             line += f"  {row.error[:80]}"
@@ -100,3 +112,21 @@ def format_leaderboard(
     if len(table) > limit:
         lines.append(f"... {len(table) - limit} more")
     return "\n".join(lines)
+
+
+def _fusion(row) -> str:
+    """The fusion column: the fusion of an audio-visual trial, ``visual-only``/``audio-only``."""
+    return _str(row.fusion) or ("" if row.modality == "both" else f"{row.modality}-only")
+
+
+def _str(value: object) -> str:
+    """A leaderboard cell as text: empty for a param the trial has not (None, or pandas' NaN)."""
+    return value if isinstance(value, str) else ""
+
+
+def oracle_of(oracle: Mapping[tuple, float], visual: object, audio: object) -> float | None:
+    """The planted oracle of a trial's stores (``search.stores.oracle_table``), given a leaderboard
+    row's variants: NaN or None where the trial does not read a modality."""
+    return oracle.get(
+        (visual if isinstance(visual, str) else None, audio if isinstance(audio, str) else None)
+    )

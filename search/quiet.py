@@ -15,6 +15,7 @@ filter on that logger, for those messages only: everything else it says still sh
 from __future__ import annotations
 
 import logging
+import os
 
 _DROPPED = {
     "ray._private.authentication.authentication_token_setup": ("Token authentication is enabled",),
@@ -40,7 +41,9 @@ class _Drop(logging.Filter):
 
 
 def quiet_third_party() -> None:
-    """Install the filters in this process (once; calling again changes nothing)."""
+    """Install the filters in this process (once; calling again changes nothing), and turn off
+    MLflow's progress bar per artifact download (one bar per small file, many per command)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name, prefixes in _DROPPED.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Drop) for f in logger.filters):

@@ -34,7 +34,7 @@ from search.errors import SearchError
 from search.outcome import search_status
 from search.plot_actor import draw_plots
 from search.recorder import TrialRecorder
-from search.stores import load_stores
+from search.stores import load_stores, trial_data
 from search.tracking import TrackingContext, client, git_commit
 from trainables.config import trial_label
 
@@ -63,39 +63,41 @@ class Confirmed:
 
 def _retrain(
     trial_config: dict[str, Any],
-    features: tuple[str, str],
+    features: tuple[Any, Any],
     stores,
     context: TrackingContext,
     of_run: str,
     kind: str,
 ) -> float:
     """One retrain on whichever node Ray places it; its MLflow run is complete when this returns."""
-    from feature_store.store import StorePair
     from trainables.config import validate_config
     from trainables.train import train_trial
 
     config = validate_config(trial_config, where=f"{kind} trial config")
-    visual, audio = stores["visual"][features[0]], stores["audio"][features[1]]
+    # a leaderboard row's variants: NaN where a single-modality trial reads no such store
+    features = tuple(v if isinstance(v, str) else None for v in features)
+    data = trial_data(stores, *features)
+    present = {k: v for k, v in zip(("visual_feature", "audio_feature"), features) if v}
     link = CONFIRMS if kind == CONFIRM else REFITS
     what = f"seed {config.seed}" if kind == CONFIRM else f"{config.epochs} epochs on train+val"
     recorder = TrialRecorder(
         context,
         trial_id=f"{of_run[:8]}-{kind}-{config.seed}",
         run_name=f"{config.label(*features)} {kind} {what}",
-        params={**config.used(), "visual_feature": features[0], "audio_feature": features[1]},
+        params={**config.used(), **present},
         tags={link: of_run, SEED: str(config.seed)},
         config_yaml=yaml.safe_dump(config.model_dump(), sort_keys=False),
         kind=kind,
     )
     fit_on = ("train", "val") if kind == REFIT else ("train",)
     try:
-        result = train_trial(config, StorePair(visual, audio), recorder.log_epoch, fit_on=fit_on)
+        result = train_trial(config, data, recorder.log_epoch, fit_on=fit_on)
         recorder.finish(result)
     except Exception as exc:
         recorder.fail(exc)
         raise
     # The same PNGs as a search trial's; drawn here, in the task, since no plotter serves retrains.
-    draw_plots(context.uri, recorder.run_id, list(visual.classes))
+    draw_plots(context.uri, recorder.run_id, list(data.classes))
     return float(result.metrics["val_acc"])
 
 

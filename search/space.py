@@ -1,7 +1,7 @@
 """The paper's design space as an Optuna define-by-run function.
 
-``SpaceSampler(config)(optuna_trial)`` draws the store variants, then the attention kinds and the
-fusion, then only the parameters that exist for what was drawn (FBP's factor, output size and
+``SpaceSampler(config)(optuna_trial)`` draws the modalities a trial reads (``space.modality``: both,
+or one alone as a baseline), the store variants it reads, then the attention kinds and the fusion, then only the parameters that exist for what was drawn (FBP's factor, output size and
 dropout only under FBP fusion; the transformer's hidden size only when a modality uses transformer
 attention; momentum only for SGD; the segment count only for segment sampling), then the training
 hyperparameters. A parameter that does not apply is never sampled, so TPE models real conditionals
@@ -15,10 +15,17 @@ from typing import Any
 
 from search.config import Range, SearchConfig
 from search.trial_fields import FEATURE_KEYS
-from trainables.config import CONDITIONS
+from trainables.config import CONDITIONS, reads
 
 # Drawn first, in this order: every condition below depends only on these.
-PARENT_KEYS = ("visual_attention", "audio_attention", "fusion", "optimizer", "frame_sampling")
+PARENT_KEYS = (
+    "modality",
+    "visual_attention",
+    "audio_attention",
+    "fusion",
+    "optimizer",
+    "frame_sampling",
+)
 
 
 class SpaceSampler:
@@ -31,10 +38,13 @@ class SpaceSampler:
         self.fixed = {**defaults, **config.trial}
 
     def __call__(self, trial: Any) -> None:
-        for key, variants in self.features.items():
-            trial.suggest_categorical(key, variants)
         params = dict(self.fixed)
-        ordered = [k for k in PARENT_KEYS if k in self.space]
+        if "modality" in self.space:  # a single-modality trial draws only its own store variant
+            params["modality"] = suggest(trial, "modality", self.space["modality"])
+        for key, variants in self.features.items():
+            if reads(params, key.removesuffix("_feature")):
+                trial.suggest_categorical(key, variants)
+        ordered = [k for k in PARENT_KEYS[1:] if k in self.space]
         ordered += [k for k in self.space if k not in PARENT_KEYS]
         for key in ordered:
             condition = CONDITIONS.get(key)

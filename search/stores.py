@@ -1,15 +1,17 @@
 """The feature stores a search draws from: every variant opened and checked, every visual × audio
 pair checked to hold the same clips, the features read into memory once, in the driver (they
-reach every trial through Ray's object store); and, for planted stores, the oracle accuracy of
-each pair that the leaderboard stands beside.
+reach every trial through Ray's object store); the stores one trial reads (``trial_data``: a pair,
+or one store for a single-modality trial); and, for planted stores, the oracle accuracy of each
+pair and each store alone that the leaderboard and the report stand beside.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import feature_store
-from feature_store.store import Store
+from feature_store.store import Store, StorePair
 from search.config import SearchConfig
 from search.errors import SearchError
 
@@ -40,16 +42,37 @@ def classes_of(stores: Stores) -> list[str]:
     return next(iter(stores["visual"].values())).classes
 
 
-def oracle_table(root: Path, visual: list[str], audio: list[str]) -> dict[tuple[str, str], float]:
-    """Planted stores know their exact best val accuracy per visual × audio pair."""
-    table = {}
-    for variant in visual:
-        try:
-            meta = feature_store.open_store(root / "visual" / variant).meta
-        except feature_store.StoreError:
-            continue
-        paired = (meta.get("planted") or {}).get("oracle", {}).get("paired", {})
-        for other in audio:
-            if other in paired:
-                table[(variant, other)] = float(paired[other]["val"])
+def trial_data(stores: Stores, visual_feature: Any, audio_feature: Any) -> StorePair | Store:
+    """What one trial trains on: the pair of its two variants, or, for a single-modality trial
+    (one variant missing: None, or NaN from a leaderboard row), its one store."""
+    chosen = {
+        modality: stores[modality][variant]
+        for modality, variant in (("visual", visual_feature), ("audio", audio_feature))
+        if isinstance(variant, str)
+    }
+    if len(chosen) == 2:
+        return StorePair(chosen["visual"], chosen["audio"])
+    if len(chosen) == 1:
+        return next(iter(chosen.values()))
+    raise SearchError("a trial names neither a visual nor an audio store variant")
+
+
+def oracle_table(root: Path, visual: list[str], audio: list[str]) -> dict[tuple[Any, Any], float]:
+    """Planted stores know their exact best val accuracy per visual × audio pair, and alone:
+    ``(visual, audio)``, ``(visual, None)`` and ``(None, audio)``."""
+    table: dict[tuple[Any, Any], float] = {}
+    for modality, variants in (("visual", visual), ("audio", audio)):
+        for variant in variants:
+            try:
+                meta = feature_store.open_store(root / modality / variant).meta
+            except feature_store.StoreError:
+                continue
+            oracle = (meta.get("planted") or {}).get("oracle", {})
+            if "val" in oracle.get("alone", {}):
+                key = (variant, None) if modality == "visual" else (None, variant)
+                table[key] = float(oracle["alone"]["val"])
+            if modality == "visual":
+                for other in audio:
+                    if other in oracle.get("paired", {}):
+                        table[(variant, other)] = float(oracle["paired"][other]["val"])
     return table

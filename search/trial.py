@@ -19,8 +19,9 @@ import yaml
 
 from avcore import results
 from avcore.results import EPOCHS_DONE, FINISHED, STATUS
-from feature_store.store import Store, StorePair
+from feature_store.store import Store
 from search.recorder import TrialRecorder
+from search.stores import trial_data
 from search.tracking import TrackingContext
 from search.trial_fields import TRIAL_NUMBER, trial_number_text
 from search.trial_runs import delete_runs, runs_of_trial
@@ -47,17 +48,21 @@ def run_trial(
     from ray import tune
 
     from trainables.config import validate_config
+    from trainables.tensors import stores_of
     from trainables.train import train_trial
 
     sampled = dict(config)
-    visual_feature = sampled.pop("visual_feature")
-    audio_feature = sampled.pop("audio_feature")
+    # A single-modality trial (space.modality) has drawn only the variant it reads.
+    visual_feature = sampled.pop("visual_feature", None)
+    audio_feature = sampled.pop("audio_feature", None)
     sampled.pop(TRIAL_NUMBER, None)
     trial_config = validate_config(
         {**context.fixed, **sampled, "epochs": context.epochs, "seed": context.seed},
         where="sampled trial config",
     )
-    visual, audio = stores["visual"][visual_feature], stores["audio"][audio_feature]
+    data = trial_data(stores, visual_feature, audio_feature)
+    read = stores_of(data, trial_config.modality)
+    features = {"visual_feature": visual_feature, "audio_feature": audio_feature}
     tune_context = tune.get_context()
     tune_trial_id = tune_context.get_trial_id()
     if context.resumed and _replayed(context, tune_trial_id):
@@ -69,15 +74,14 @@ def run_trial(
         tune_trial_id=tune_trial_id,
         run_name=f"{trial_config.label(visual_feature, audio_feature)} #{trial_id}",
         # Only what this configuration trains with; the stores' checksums are tags (below).
-        params={
-            **trial_config.used(),
-            "visual_feature": visual_feature,
-            "audio_feature": audio_feature,
-        },
+        params={**trial_config.used(), **{k: v for k, v in features.items() if v is not None}},
         tags={
             results.NODE_ID: ray.get_runtime_context().get_node_id(),
-            **_store_tags("visual", visual),
-            **_store_tags("audio", audio),
+            **{
+                k: v
+                for modality, store in read.items()
+                for k, v in _store_tags(modality, store).items()
+            },
         },
         config_yaml=yaml.safe_dump(trial_config.model_dump(), sort_keys=False),
     )
@@ -92,7 +96,7 @@ def run_trial(
             tune.report({**metrics, **extra})
 
     try:
-        result = train_trial(trial_config, StorePair(visual, audio), report=report)
+        result = train_trial(trial_config, data, report=report)
         recorder.finish(result)
     except Exception as exc:
         recorder.fail(exc)

@@ -68,6 +68,8 @@ def test_every_shipped_config_loads_and_samples_with_its_conditionals(path: Path
         ("budget.grace_period=99", "grace_period (99) exceeds epochs"),
         ("resources.gpu=1.5", "gpu above 1 must be a whole number"),
         ("stores.visual_feature=[nowhere]", "no visual store 'nowhere'"),
+        ("start_from=[{epochs: 3}]", "start_from[0].epochs: not sampled by this search"),
+        ("space.modality=[both, neither]", "space.modality: trial field: modality: Input should"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, override: str, expected: str):
@@ -114,6 +116,74 @@ def test_cli_bad_input_is_one_line_before_any_trial(tmp_path: Path):
     # No Tune state was written (the storage folder holds only the search's lock file).
     assert not (tmp_path / "ray_results" / "demo").exists()
     assert [p.name for p in (tmp_path / "ray_results").iterdir()] == [".demo.lock"]
+
+
+def test_single_modality_trials_sample_only_what_they_read():
+    """``space.modality``: a visual-only trial draws no audio variant, audio attention, fusion or
+    FBP setting (and the other way round); the transformer's size only for an attention it
+    reads."""
+    import optuna
+
+    from search.space import SpaceSampler
+    from search.trial_fields import trial_defaults
+
+    config = load_search_config(
+        DEMO_CONFIG, ["space.modality=[both, visual, audio]"], check_stores=False
+    )
+    sampler = SpaceSampler(config, trial_defaults())
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(60):
+        trial = study.ask()
+        sampler(trial)
+        params = trial.params
+        modality = params["modality"]
+        seen.add(modality)
+        for side in ("visual", "audio"):
+            reads = modality in ("both", side)
+            assert (f"{side}_feature" in params) is reads, params
+            assert (f"{side}_attention" in params) is reads, params
+        assert ("fusion" in params) is (modality == "both"), params
+        if modality != "both":
+            assert not any(k.startswith("fbp_") for k in params), params
+            read = params[f"{modality}_attention"]
+            assert ("transformer_hidden" in params) is (read == "transformer"), params
+        study.tell(trial, 0.5)
+    assert seen == {"both", "visual", "audio"}
+
+
+def test_start_points_are_the_first_trials_and_the_rest_is_sampled():
+    import optuna
+
+    from search.adapter import make_searcher
+    from search.start_points import left_out, start_points
+
+    config = load_search_config(DEMO_CONFIG, ["budget.num_trials=3"], check_stores=False)
+    point = dict(config.start_from[0])
+    assert point["fusion"] == "fbp" and point["lr"] == 3.0e-4  # the demo starts at paper-best
+    partial = {"modality": "audio", "audio_feature": "spectrogram"}
+    config = load_search_config(
+        DEMO_CONFIG,
+        ["budget.num_trials=3", "space.modality=[both, audio]", f"start_from=[{point}, {partial}]"],
+        check_stores=False,
+    )
+    searcher = make_searcher(config, storage=optuna.storages.InMemoryStorage()).searcher
+    first, second, third = (searcher.suggest(trial_id) for trial_id in "abc")
+    assert {k: first[k] for k in point} == point and first["trial_number"] == 0
+    assert {k: second[k] for k in partial} == partial and "audio_attention" in second
+    assert "visual_feature" not in second and "fusion" not in second
+    assert third["trial_number"] == 2
+    # a point the space cannot take is left out, and says why
+    narrowed = load_search_config(
+        DEMO_CONFIG,
+        ["stores.visual_feature=[basic]", f"start_from=[{point}, {{lr: 0.5}}, {{fusion: concat}}]"],
+        check_stores=False,
+    )
+    assert left_out(narrowed) == {
+        0: "start_from[0].visual_feature: 'f-mean' is outside the space (choices ['basic'])",
+        1: "start_from[1].lr: 0.5 is outside the space (0.0003..0.03, log)",
+    }
+    assert start_points(narrowed) == [{"fusion": "concat"}]
 
 
 def test_pruned_trials_reach_optuna_as_pruned():

@@ -125,6 +125,25 @@ def test_single_modality_models(stores, modality):
     assert result.attention[other] == [] and len(result.attention[modality]) == 4
 
 
+@pytest.mark.parametrize("modality", ["visual", "audio"])
+def test_a_pair_read_by_one_modality_trains_as_that_store_alone(stores, modality):
+    """``modality`` (a search's single-modality baselines): a pair trained with
+    ``modality=audio`` is exactly the audio store trained alone, and a store of the other
+    modality is refused with a line naming it."""
+    from trainables.errors import TrialDataError
+
+    config = {**FAST, "modality": modality}
+    paired, alone = train_trial(config, stores), train_trial(config, getattr(stores, modality))
+    assert paired.history == alone.history
+    assert np.array_equal(paired.scores["val"], alone.scores["val"])
+    assert TrialConfig(**config).label("basic", "logmel") == (
+        f"{'basic' if modality == 'visual' else 'logmel'} transformer {modality}-only"
+    )
+    other = stores.audio if modality == "visual" else stores.visual
+    with pytest.raises(TrialDataError, match=f"config reads modality={modality}"):
+        train_trial(config, other)
+
+
 def test_same_seed_same_figures_and_other_seed_differs(stores):
     config = {
         **FAST,
@@ -293,8 +312,12 @@ CONDITIONAL = {
     "fbp_out": (CONCAT, FBP, 8, 12),
     "fbp_dropout": (CONCAT, FBP, 0.0, 0.5),
     "fbp_sqrt": (CONCAT, FBP, True, False),
+    "visual_attention": ({"modality": "audio"}, {"modality": "both"}, "mean", "self"),
+    "audio_attention": ({"modality": "visual"}, {"modality": "both"}, "mean", "self"),
+    "fusion": ({"modality": "audio"}, {"modality": "both"}, "concat", "fbp"),
     "transformer_hidden": (
-        {"visual_attention": "mean", "audio_attention": "self"},
+        # a transformer on the modality the model does not read leaves the hidden size unused
+        {"modality": "audio", "visual_attention": "transformer", "audio_attention": "self"},
         {"visual_attention": "transformer", "audio_attention": "mean"},
         4,
         6,

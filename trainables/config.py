@@ -32,6 +32,11 @@ class TrialConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    modality: Literal["both", "visual", "audio"] = Field(
+        "both",
+        description="what the model reads: both, fused; or visual or audio alone (the paper's "
+        "single-modality baselines, e.g. audio alone 38 %)",
+    )
     visual_attention: str = Field(
         "transformer", description="pooling of visual frames (ATTENTION_KINDS)"
     )
@@ -87,19 +92,44 @@ class TrialConfig(BaseModel):
         return used_settings(self.model_dump())
 
 
+def _modality(config: Mapping[str, Any]) -> str:
+    # MLflow params of runs recorded before the field existed hold no modality: both.
+    return str(config.get("modality") or "both")
+
+
+def reads(config: Mapping[str, Any], modality: str) -> bool:
+    """Whether a model of this config reads ``modality`` (visual or audio)."""
+    return _modality(config) in ("both", modality)
+
+
+def _reads(modality: str) -> Callable[[Mapping[str, Any]], bool]:
+    return lambda config: reads(config, modality)
+
+
+def _fused(config: Mapping[str, Any]) -> bool:
+    return _modality(config) == "both"
+
+
 def _fbp(config: Mapping[str, Any]) -> bool:
-    return config.get("fusion") == "fbp"
+    return _fused(config) and config.get("fusion") == "fbp"
 
 
 def _transformer(config: Mapping[str, Any]) -> bool:
-    return "transformer" in (config.get("visual_attention"), config.get("audio_attention"))
+    return any(
+        _reads(modality)(config) and config.get(f"{modality}_attention") == "transformer"
+        for modality in ("visual", "audio")
+    )
 
 
 # Settings read only under a choice of another (model.py, fusion.py, attention.py, optim.py,
-# tensors.py): FBP's only by FBP fusion, the hidden size only by transformer attention, momentum
-# only by SGD, the segment count only by segment sampling. A search samples a setting only where
-# it applies (``search.space``) and a run records it only there.
+# tensors.py): a modality's attention only when the model reads that modality, the fusion only when
+# it reads both, FBP's settings only by FBP fusion, the hidden size only by transformer attention,
+# momentum only by SGD, the segment count only by segment sampling. A search samples a setting only
+# where it applies (``search.space``) and a run records it only there.
 CONDITIONS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "visual_attention": _reads("visual"),
+    "audio_attention": _reads("audio"),
+    "fusion": _fused,
     "fbp_factor": _fbp,
     "fbp_out": _fbp,
     "fbp_dropout": _fbp,
@@ -125,6 +155,13 @@ def trial_label(
     """What a reader needs to tell trials apart, e.g. ``f-mean+logmel relation/transformer
     concat``: the store variants, the visual/audio attention and the fusion. ``config`` may be a
     trial run's MLflow params (strings), which also name the variants."""
+    modality = _modality(config)
+    if modality != "both":  # one modality alone: its store variant and its attention
+        feature = (visual_feature if modality == "visual" else audio_feature) or config.get(
+            f"{modality}_feature"
+        )
+        model = f"{config.get(f'{modality}_attention')} {modality}-only"
+        return f"{feature} {model}" if feature else model
     visual_feature = visual_feature or config.get("visual_feature")
     audio_feature = audio_feature or config.get("audio_feature")
     features = "+".join(str(f) for f in (visual_feature, audio_feature) if f)

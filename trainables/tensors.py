@@ -36,12 +36,18 @@ class SplitTensors:
 
 
 def stores_of(
-    data: feature_store.StorePair | feature_store.Store,
+    data: feature_store.StorePair | feature_store.Store, modality: str = "both"
 ) -> dict[str, feature_store.Store]:
-    """modality -> store, for a pair or a single store."""
+    """modality -> store the model reads: both of a pair, or the one ``modality`` (a trial
+    config's ``modality``) names; a single store is read alone, and must be of that modality."""
     if isinstance(data, feature_store.StorePair):
-        return {"visual": data.visual, "audio": data.audio}
+        pair = {"visual": data.visual, "audio": data.audio}
+        return pair if modality == "both" else {modality: pair[modality]}
     if isinstance(data, feature_store.Store):
+        if modality not in ("both", data.modality):
+            raise TrialDataError(
+                f"{data.path}: a {data.modality} store, but the config reads modality={modality}"
+            )
         return {data.modality: data}
     raise TrialDataError(f"train_trial needs a StorePair or a Store, got {type(data).__name__}")
 

@@ -48,7 +48,7 @@ def train_trial(
         raise TrialDataError(f"fit_on must be ('train',) or ('train', 'val'), got {fit_on}")
     config = validate_config(config)
     device = resolve_device(config.device)
-    stores = stores_of(data)
+    stores = stores_of(data, config.modality)
     owner = data if isinstance(data, feature_store.StorePair) else next(iter(stores.values()))
     clip_ids = {split: owner.clip_ids(split) for split in feature_store.SPLITS}
     for split in ("train", "val"):
