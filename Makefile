@@ -40,7 +40,7 @@ test: lint
 # them from it): a venv holding only those (and .ci/lowest-era.txt's caps on their own dependencies)
 # layered over the main venv, so torch and the rest are not installed twice.
 LOWEST_VENV ?= .venv-lowest
-LOWEST_TESTS ?= tests/test_search.py -k "pruned or restored or study_lives or records_every_trial or status_prints or ensembling_builds"
+LOWEST_TESTS ?= tests/test_search.py -k "pruned or restored or told_twice or start_points or study_lives or records_every_trial or status_prints or ensembling_builds"
 
 test-lowest: setup
 	@test -x $(LOWEST_VENV)/bin/python || $(PYTHON) -m venv $(LOWEST_VENV)
