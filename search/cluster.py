@@ -3,11 +3,13 @@ bound to 127.0.0.1, and check that some node fits one trial before any trial is 
 
 A wrong ``RAY_ADDRESS`` fails in seconds with one line (Ray itself would wait minutes for a head
 that is not there); a GPU request on a cluster without GPUs fails here instead of leaving every
-trial pending forever.
+trial pending forever; a tracking URI only this machine can reach (a loopback server, a SQLite
+file) on a cluster with other machines fails here instead of failing every trial placed there.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import urllib.parse
@@ -90,3 +92,48 @@ def check_resources(config: SearchConfig) -> None:
         f"resources.cpus={config.resources.cpus} but the largest Ray node has {biggest:g} CPUs; "
         "lower resources.cpus"
     )
+
+
+def check_tracking_reach(uri: str) -> None:
+    """Every trial logs to ``uri`` from the node Ray places it on: refuse one that the cluster's
+    other machines cannot reach (``local_only_reason``)."""
+    import ray
+
+    driver = ray.util.get_node_ip_address()
+    nodes = [n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")]
+    reason = local_only_reason(uri, driver, nodes)
+    if reason:
+        raise ClusterError(reason)
+
+
+def local_only_reason(uri: str, driver_ip: str, node_ips: list[str]) -> str | None:
+    """Why trials on other machines could not log to ``uri``, or None. Another machine is a node
+    whose address is neither the driver's nor a loopback one (nodes on 127.0.0.x share this host,
+    as ``ray up`` over SSH to loopback addresses does)."""
+    others = sorted({ip for ip in node_ips if ip != driver_ip and not _loopback(ip)})
+    if not others:
+        return None
+    target = urllib.parse.urlsplit(uri)
+    if target.scheme in ("http", "https"):
+        if not _loopback(target.hostname or ""):
+            return None
+        what = f"a server on this machine's loopback ({target.hostname})"
+    elif target.scheme in ("sqlite", "file", ""):
+        what = "a file on this machine"
+    else:
+        return None  # postgresql://, databricks, ...: reachable as configured
+    return (
+        f"tracking URI {uri} is {what}, but the Ray cluster has {len(others)} other "
+        f"machine{'s' if len(others) > 1 else ''} ({', '.join(others[:3])}) whose trials log to "
+        "it: serve MLflow on an address they reach and pass it "
+        "(--set tracking.uri=http://HEAD_IP:5000, README 'Cluster')"
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

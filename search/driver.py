@@ -19,7 +19,7 @@ import os
 from avcore import tracking as where
 from avcore.results import FINISHED, INTERRUPTED, STOPPED_EARLY
 from search import parent_run, trial_runs, ui_link
-from search.cluster import check_resources, init_ray
+from search.cluster import check_resources, check_tracking_reach, init_ray
 from search.config import SearchConfig
 from search.errors import SearchError, TrackingError
 from search.leaderboard import leaderboard
@@ -115,6 +115,7 @@ def _prepare(config: SearchConfig, num_cpus: int | None) -> tuple[str, Stores, s
     stores = load_stores(config)
     init_ray(num_cpus)
     check_resources(config)
+    check_tracking_reach(uri)
     experiment_id = parent_run.ensure_experiment(uri, config.experiment)
     return uri, stores, experiment_id
 

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from avcore.results import CONFIRM, CONFIRMS, FINISHED, REFIT, REFITS, SEED
-from search.cluster import init_ray
+from search.cluster import check_tracking_reach, init_ray
 from search.config import config_from_dict
 from search.errors import SearchError
 from search.outcome import search_status
@@ -142,6 +142,7 @@ def _prepare(name: str, top: int, tracking_uri: str | None, num_cpus: int | None
     config = config_from_dict(raw, source=f"search {name!r} (its search.yaml in MLflow)")
     stores = load_stores(config)
     init_ray(num_cpus)
+    check_tracking_reach(outcome.tracking_uri)
     context = TrackingContext(
         outcome.tracking_uri, outcome.experiment_id, outcome.parent_run_id, name, git_commit()
     )

@@ -186,6 +186,37 @@ def test_start_points_are_the_first_trials_and_the_rest_is_sampled():
     assert start_points(narrowed) == [{"fusion": "concat"}]
 
 
+@pytest.mark.parametrize(
+    ("uri", "nodes", "refused"),
+    [
+        ("http://127.0.0.1:5000", ["10.0.0.1", "10.0.0.2"], "loopback (127.0.0.1)"),
+        ("http://localhost:5000", ["10.0.0.1", "10.0.0.7", "10.0.0.8"], "2 other machines"),
+        ("sqlite:////data/mlflow.db", ["10.0.0.1", "10.0.0.2"], "a file on this machine"),
+        ("/data/mlruns", ["10.0.0.1", "10.0.0.2"], "a file on this machine"),
+        ("http://10.0.0.1:5000", ["10.0.0.1", "10.0.0.2"], None),
+        ("postgresql://mlflow@10.0.0.1/mlflow", ["10.0.0.1", "10.0.0.2"], None),
+        ("http://127.0.0.1:5000", ["10.0.0.1"], None),  # one machine
+        (
+            "sqlite:////data/mlflow.db",
+            ["10.0.0.1", "127.0.0.2", "127.0.0.3"],
+            None,
+        ),  # loopback nodes
+    ],
+)
+def test_a_tracking_uri_other_machines_cannot_reach_is_refused(uri, nodes, refused):
+    """The decision only: a cluster of several machines cannot run here (every Ray node of the
+    tests is on this host), so node addresses are given; ``check_tracking_reach`` feeds it
+    ``ray.nodes()`` before any trial (``run``, ``resume``, ``confirm``, ``refit``)."""
+    from search.cluster import local_only_reason
+
+    reason = local_only_reason(uri, "10.0.0.1", nodes)
+    if refused is None:
+        assert reason is None
+    else:
+        assert refused in reason and "tracking.uri=http://HEAD_IP:5000" in reason
+        assert "\n" not in reason
+
+
 def test_pruned_trials_reach_optuna_as_pruned():
     import optuna
 
