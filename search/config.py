@@ -31,7 +31,7 @@ from avcore.parsing import pydantic_line
 from avcore.tracking import DEFAULT_URI
 from search.errors import SearchConfigError
 from search.overrides import SMOKE_TEST, apply_overrides
-from search.start_points import check_start_points
+from search.start_points import check_start_grid, check_start_points
 from search.trial_fields import FEATURE_KEYS, RESERVED_TRIAL_FIELDS, trial_config_class
 from trainables.config import RENAMED_KEYS
 
@@ -174,6 +174,11 @@ class SearchConfig(_Strict):
         description="configurations run first (space keys and store variants; the rest sampled), "
         "e.g. the paper's best; see search.start_points",
     )
+    start_grid: list[str] = Field(
+        default_factory=list,
+        description="categorical keys whose every combination starts one trial, e.g. [fusion, "
+        "visual_attention, audio_attention] for every Table 2 cell",
+    )
     budget: BudgetConfig
     resources: ResourcesConfig = ResourcesConfig()
     tracking: TrackingConfig = TrackingConfig()
@@ -230,6 +235,7 @@ def config_from_dict(
         raise SearchConfigError(pydantic_line(exc, source)) from None
     check_trial_fields(config, source)
     check_start_points(config, source)
+    check_start_grid(config, source)
     if check_stores:
         check_store_paths(config, source)
     return config

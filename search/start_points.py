@@ -1,11 +1,18 @@
-"""A search's start points (``start_from``): configurations run first, before Optuna samples on
-its own, e.g. the paper's hand-picked best. Each is a mapping of ``space`` keys and store variants;
-a key it leaves out is sampled as usual. Optuna runs them as its first trials (``enqueue_trial``,
-through ``OptunaSearch``'s ``points_to_evaluate``), and TPE learns from them like any other, so a
-search never ends below a configuration it was started from, other than by seed noise.
+"""A search's start points: configurations run first, before Optuna samples on its own.
+
+- ``start_from``: given configurations, e.g. the paper's hand-picked best. Each is a mapping of
+  ``space`` keys and store variants; a key it leaves out is sampled as usual.
+- ``start_grid``: categorical keys whose every combination starts one trial (the rest sampled),
+  after ``start_from``: ``[fusion, visual_attention, audio_attention]`` puts a trial in every cell
+  of the paper's Table 2, which TPE alone, drawn to its early best, leaves mostly empty.
+
+Optuna runs them as its first trials (``enqueue_trial``, through ``OptunaSearch``'s
+``points_to_evaluate``), and TPE learns from them like any other, so a search never ends below a
+configuration it was started from, other than by seed noise.
 
     start_from:
       - {visual_feature: f-mean, audio_feature: logmel, visual_attention: transformer, ...}
+    start_grid: [fusion, visual_attention, audio_attention]
 
 A key outside the space is an error (a typo, or a setting the search fixes). A point with a value
 the space cannot take (the demo's start names f-mean, a ``--set stores.visual_feature=[basic]``
@@ -14,6 +21,7 @@ leaves it out) is left out with a line saying why: Optuna would otherwise stop a
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from search.errors import SearchConfigError
@@ -37,6 +45,34 @@ def check_start_points(config: Any, source: str) -> None:
                     f"{source}: start_from[{index}].{key}: not sampled by this search; a start "
                     f"point sets space keys and store variants only ({', '.join(choices)})"
                 )
+
+
+def check_start_grid(config: Any, source: str) -> None:
+    """Each ``start_grid`` key a categorical the search samples, once; and its combinations, with
+    ``start_from``, within ``budget.num_trials``."""
+    choices = _choices(config)
+    for key in config.start_grid:
+        if not isinstance(choices.get(key), list):
+            raise SearchConfigError(
+                f"{source}: start_grid: {key!r} is not a list of choices the search samples "
+                f"(space keys with choices and store variants: "
+                f"{', '.join(k for k, v in choices.items() if isinstance(v, list))})"
+            )
+    if len(set(config.start_grid)) != len(config.start_grid):
+        raise SearchConfigError(f"{source}: start_grid: a key is listed twice")
+    wanted = len(config.start_from) + len(_grid(config))
+    if wanted > config.budget.num_trials:
+        raise SearchConfigError(
+            f"{source}: start_grid: {len(_grid(config))} combinations and "
+            f"{len(config.start_from)} start_from points exceed budget.num_trials "
+            f"({config.budget.num_trials})"
+        )
+
+
+def _grid(config: Any) -> list[dict[str, Any]]:
+    choices = _choices(config)
+    keys = list(config.start_grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(choices[k] for k in keys))]
 
 
 def left_out(config: Any) -> dict[int, str]:
@@ -74,9 +110,8 @@ def start_points(config: Any) -> list[dict[str, Any]]:
     """The start points that fit the space, as Optuna's fixed parameters (integers of an integer
     range as int)."""
     points, unfit = [], left_out(config)
-    for index, point in enumerate(config.start_from):
-        if index in unfit:
-            continue
+    given = [p for i, p in enumerate(config.start_from) if i not in unfit]
+    for point in given + (_grid(config) if config.start_grid else []):
         fixed = {}
         for key, value in point.items():
             spec = config.space.get(key)

@@ -69,6 +69,11 @@ def test_every_shipped_config_loads_and_samples_with_its_conditionals(path: Path
         ("resources.gpu=1.5", "gpu above 1 must be a whole number"),
         ("stores.visual_feature=[nowhere]", "no visual store 'nowhere'"),
         ("start_from=[{epochs: 3}]", "start_from[0].epochs: not sampled by this search"),
+        ("start_grid=[lr]", "start_grid: 'lr' is not a list of choices the search samples"),
+        (
+            "start_grid=[fusion, visual_attention, audio_attention]",
+            "start_grid: 32 combinations and 1 start_from points exceed budget.num_trials (24)",
+        ),
         ("space.modality=[both, neither]", "space.modality: trial field: modality: Input should"),
     ],
 )
@@ -184,6 +189,19 @@ def test_start_points_are_the_first_trials_and_the_rest_is_sampled():
         1: "start_from[1].lr: 0.5 is outside the space (0.0003..0.03, log)",
     }
     assert start_points(narrowed) == [{"fusion": "concat"}]
+    # start_grid: every combination once, after start_from, the rest sampled
+    gridded = load_search_config(
+        DEMO_CONFIG,
+        ["budget.num_trials=12", "start_grid=[fusion, visual_attention]"],
+        check_stores=False,
+    )
+    searcher = make_searcher(gridded, storage=optuna.storages.InMemoryStorage()).searcher
+    first, *grid = (searcher.suggest(f"t{i}") for i in range(9))
+    assert {k: first[k] for k in point} == point
+    cells = {(c["fusion"], c["visual_attention"]) for c in grid}
+    assert cells == {
+        (f, a) for f in ("fbp", "concat") for a in ("mean", "self", "relation", "transformer")
+    }
 
 
 @pytest.mark.parametrize(
