@@ -120,8 +120,32 @@ def _run_status(args: argparse.Namespace) -> int:
 
     outcome = search_status(args.name, tracking_uri=args.tracking_uri)
     print(format_leaderboard(outcome.leaderboard, outcome.oracle or None, limit=args.limit))
+    print(_seed_ranking(outcome))
     print(_ui_hint(outcome))
     return 0
+
+
+def _seed_ranking(outcome) -> str:
+    """The confirmed trials (``confirm``) ranked by their mean val accuracy over seeds."""
+    import statistics
+
+    from search.report import confirmed
+
+    rows = confirmed(outcome)
+    if not rows:
+        return (
+            "no confirmed trials yet: `python -m search confirm NAME` ranks by the mean over seeds"
+        )
+    lines = [
+        "confirmed by `search confirm`: val accuracy over seeds, ranked by the mean "
+        "(configurations selected on val)"
+    ]
+    for rank, (label, values) in enumerate(rows, 1):
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        lines.append(
+            f"{rank:>3} {statistics.fmean(values):.4f} ± {spread:.4f} over {len(values)} seeds  {label}"
+        )
+    return "\n".join(lines)
 
 
 def _ui_hint(outcome) -> str:

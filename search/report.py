@@ -127,7 +127,7 @@ class Report:
     confirmed: list[tuple[str, list[float]]]  # (configuration, val accs over seeds), `confirm`
 
 
-def _confirmed(outcome: SearchOutcome) -> list[tuple[str, list[float]]]:
+def confirmed(outcome: SearchOutcome) -> list[tuple[str, list[float]]]:
     """Each confirmed trial's val accuracy over its search seed and its confirm seeds."""
     runs = mlflow_client(outcome.tracking_uri).search_runs(
         [outcome.experiment_id],
@@ -189,7 +189,7 @@ def build_report(outcome: SearchOutcome) -> Report:
         _mark_similar(audio, hits),
         _mark_similar(alone, hits),
         len(table),
-        _confirmed(outcome),
+        confirmed(outcome),
     )
 
 

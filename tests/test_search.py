@@ -589,6 +589,9 @@ def test_confirm_retrains_the_best_with_fresh_seeds_and_the_report_ranks_by_the_
     # confirm runs are not trials: the leaderboard still counts the search's own trials only
     status = run_cli("search", ["status", "demo", "--tracking-uri", uri], work)
     assert f"{len(finished)} finished" in status.stdout
+    # ... and ranks the confirmed ones by their mean over seeds, with the spread
+    ranking = status.stdout.split("ranked by the mean")[1]
+    assert len(re.findall(r"± [0-9.]+ over 3 seeds", ranking)) == 2
     # ... but an ensemble may take them as candidates, ranked by the mean over seeds
     out = work / "ens-confirms"
     build = run_cli(
