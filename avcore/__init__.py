@@ -15,5 +15,7 @@ CLI's ``--help`` and a config's validation stay light.
 - ``figures``: the figures' house style (160 dpi, the one confusion matrix); the one module here
   that imports matplotlib, so it is imported where a figure is drawn;
 - ``results``: the contract between a search and ``ensembling`` (MLflow tags, statuses,
-  ``scores.npz``).
+  ``scores.npz``);
+- ``progress``: the one progress display of long loops (a bar on a terminal, plain status lines
+  in a log).
 """

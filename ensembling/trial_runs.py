@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from tqdm import tqdm
 
+from avcore.progress import progress
 from avcore.results import (
     CONFIRM,
     CONFIRMS,
@@ -147,7 +147,7 @@ def _download(client: MlflowClient, runs: list) -> list[tuple[Candidate, dict[st
 
     loaded = []
     with tempfile.TemporaryDirectory(prefix="avfusion-scores-") as tmp:
-        for run in tqdm(runs, desc="downloading scores", unit="run", disable=len(runs) < 10):
+        for run in progress(runs, desc="downloading scores", unit="run", enabled=len(runs) >= 10):
             run_id = run.info.run_id
             candidate = Candidate(
                 name=run.info.run_name or run_id,

@@ -151,3 +151,42 @@ def test_cli_frame_exit_codes(capsys):
     with pytest.raises(RuntimeError, match="a bug"):
         run_cli("prog", "test", commands, ["bug"])
     assert run_cli("prog", "test", commands, []) == 2
+
+
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_in_a_log(monkeypatch):
+    """One progress for every long loop: in a log, a status line every ``interval`` seconds and
+    a last one (never a carriage return); ``leave=False`` leaves no last line; on a terminal, a
+    tqdm bar."""
+    import io
+
+    from avcore import progress as module
+    from avcore.progress import Progress, progress
+
+    clock = iter(range(0, 1000, 4))  # every update 4 s after the one before
+    monkeypatch.setattr(module.time, "perf_counter", lambda: float(next(clock)))
+    log = io.StringIO()
+    assert list(progress(range(6), desc="crops", unit="crop", stream=log, interval=10)) == [
+        *range(6)
+    ]
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue()
+    assert lines[0].startswith("crops: 3/6 crops (50%), ") and "ETA" in lines[0]
+    assert lines[-1].startswith("crops: 6/6 crops, took ")
+    passing = io.StringIO()
+    with Progress(3, desc="epoch 1", unit="batch", stream=passing, leave=False) as bar:
+        bar.update(3)
+    assert passing.getvalue() == ""
+    quiet = io.StringIO()
+    with Progress(3, desc="x", stream=quiet, enabled=False) as bar:
+        bar.update(3)
+        bar.write("a message still shows")
+    assert quiet.getvalue() == "a message still shows\n"
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    with Progress(2, desc="stores", unit="store", stream=terminal) as bar:
+        bar.update(2)
+    assert "\r" in terminal.getvalue() and "2/2" in terminal.getvalue()

@@ -62,9 +62,8 @@ def _row(metrics: dict[str, Any]) -> str:
 
 
 def _run_fit(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     import feature_store
+    from avcore.progress import Progress
     from trainables.config import load_trial_config
     from trainables.train import train_trial
 
@@ -90,11 +89,15 @@ def _run_fit(args: argparse.Namespace) -> int:
         f"fit: {' + '.join(f'{s.modality} {s.path}' for s in stores)}; config {args.config or 'defaults'}"
     )
     print(f"{'epoch':>5} " + " ".join(f"{key:>10}" for key in COLUMNS[1:]))
-    with tqdm(total=config.epochs, unit="epoch", leave=False, file=sys.stderr) as bar:
+    # the epoch rows are the status in a log; the bar is for a terminal
+    bar = Progress(
+        config.epochs, desc="fit", unit="epoch", leave=False, enabled=sys.stderr.isatty()
+    )
+    with bar:
 
         def report(metrics: dict[str, Any]) -> None:
-            bar.write(_row(metrics))
-            bar.set_postfix(val_acc=f"{metrics['val_acc']:.3f}")
+            bar.write(_row(metrics), file=sys.stdout)
+            bar.set_postfix_str(f"val_acc={metrics['val_acc']:.3f}")
             bar.update()
 
         result = train_trial(config, data, report=report)

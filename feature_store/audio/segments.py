@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from avcore.progress import progress
 from feature_store.audio.cnn import segment, standardize
 from feature_store.audio.recipe import AudioRecipe
 from feature_store.audio.signal import AudioDecodeError, clip_image
@@ -73,11 +73,10 @@ def load_segments(
         with futures.ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn")
         ) as pool:
-            results = list(
-                tqdm(pool.map(_clip_segments, items, chunksize=4), total=len(items), desc=desc)
-            )
+            mapped = pool.map(_clip_segments, items, chunksize=4)
+            results = list(progress(mapped, total=len(items), desc=desc, unit="clip"))
     else:
-        results = [_clip_segments(item) for item in tqdm(items, desc=desc)]
+        results = [_clip_segments(item) for item in progress(items, desc=desc, unit="clip")]
     labels = dict(zip(clips["clip_id"], clips["label"]))
     kept = [(clip_id, segs) for clip_id, segs in results if segs is not None]
     silent = [clip_id for clip_id, segs in results if segs is None]

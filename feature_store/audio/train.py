@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from avcore.afew import CLASSES
+from avcore.progress import progress as show_progress
 from feature_store.audio.checkpoint import checkpoint_config, load_weights, save_checkpoint
 from feature_store.audio.cnn import AlexNet
 from feature_store.audio.plots import plot_curves
@@ -87,7 +87,10 @@ def fit(
         order = torch.randperm(len(train), generator=generator)
         total_loss, correct = 0.0, 0
         steps = range(0, len(order), batch_size)
-        for start in tqdm(steps, desc=f"epoch {epoch}", leave=False, disable=not progress):
+        batches = show_progress(
+            steps, desc=f"epoch {epoch}", unit="batch", leave=False, enabled=progress
+        )
+        for start in batches:
             batch = order[start : start + batch_size]
             x, y = train.segments[batch].to(device), train.labels[batch].to(device)
             logits = model(x)

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
+from avcore.progress import Progress
 from feature_store.image_sets import ImageSet, ImageSetError
 from feature_store.visual_specs import FaceSpec
 
@@ -112,7 +112,7 @@ def prepare_crops(
         (row.path, found.faces, (row.left, row.top, row.right, row.bottom), spec)
         for row in found.rows.itertuples(index=False)
     ]
-    bar = tqdm(total=len(items), desc="face crops", disable=not progress, mininterval=2)
+    bar = Progress(len(items), desc="face crops", unit="crop", enabled=progress)
     try:
         if workers > 1:
             context = multiprocessing.get_context("spawn")

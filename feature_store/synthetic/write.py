@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
+from avcore.progress import Progress
 from feature_store.errors import StoreError, StoreExistsError
 from feature_store.store.format import META_FILE
 from feature_store.store.writer import StoreWriter
@@ -91,13 +91,8 @@ def generate(
         for a in audio
     }
     table = {"generator": params, "alone": alone, "pairs": pairs}
-    bar = tqdm(
-        [(n, generator.variants[n]) for n in todo],
-        desc="planted stores",
-        unit="store",
-        disable=not progress,
-    )
-    for name, views in bar:
+    bar = Progress(len(todo), desc="planted stores", unit="store", enabled=progress)
+    for name, views in ((n, generator.variants[n]) for n in todo):
         bar.set_postfix_str(name)
         modality, variant = name.split("/")
         partners = audio if modality == "visual" else visual
@@ -129,6 +124,8 @@ def generate(
             },
             force=force,
         )
+        bar.update()
+    bar.close()
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "planted.json.tmp"
     tmp.write_text(json.dumps(table, indent=2))
