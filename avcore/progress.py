@@ -2,8 +2,8 @@
 batch job, ``ray submit``) a plain status line every ``interval`` seconds and a last one at the end,
 never a carriage return::
 
-    planted stores: 4/7 stores (57%), 1.9 stores/s, ETA 0m02s
-    planted stores: 7/7 stores, took 0m03s
+    planted stores: 4/7 stores (57.1%), 1.90 stores/s | audio/spectrogram | ETA 0m02s
+    planted stores: 7/7 stores (100.0%), 2.10 stores/s | audio/logmel | took 0m03s
 
     with Progress(total=len(runs), desc="downloading scores", unit="run") as bar:
         for run in runs:
@@ -37,12 +37,15 @@ def duration(seconds: float) -> str:
 
 class Progress:
     """``update(n)`` as work is done, ``set_postfix_str`` for what is being done, ``write`` for a
-    message between updates, ``close`` (or a ``with`` block) at the end."""
+    message between updates, ``close`` (or a ``with`` block) at the end. ``initial``: work done
+    before (a resumed job): counted, but not in the rate. A subclass adds parts to the status line
+    with ``details`` (``feature_store.progress.BuildProgress``: frames per second per stage)."""
 
     def __init__(
         self,
         total: int | None = None,
         *,
+        initial: int = 0,
         desc: str,
         unit: str = "item",
         enabled: bool = True,
@@ -53,32 +56,45 @@ class Progress:
         self.total, self.desc, self.unit = total, desc, unit
         self.enabled, self.interval, self.leave = enabled, interval, leave
         self.stream = stream or sys.stderr
-        self.done, self.postfix = 0, ""
+        self.done, self.initial, self.postfix = initial, initial, ""
         self.started = self.last_line = time.perf_counter()
         self.bar: Any = None
         if enabled and _is_terminal(self.stream):
             from tqdm import tqdm
 
             self.bar = tqdm(
-                total=total, desc=desc, unit=unit, file=self.stream, leave=leave, dynamic_ncols=True
+                total=total,
+                initial=initial,
+                desc=desc,
+                unit=unit,
+                file=self.stream,
+                leave=leave,
+                dynamic_ncols=True,
             )
 
     def status(self) -> str:
-        """``4/7 stores (57%), 1.9 stores/s, ETA 0m02s`` (or ``took`` once all is done)."""
+        """``4/7 stores (57.1%), 1.90 stores/s | ... | ETA 0m02s`` (``took`` once all is done)."""
         elapsed = max(time.perf_counter() - self.started, 1e-9)
-        rate = self.done / elapsed
+        rate = (self.done - self.initial) / elapsed
         units = self.unit + ("es" if self.unit.endswith(("s", "ch", "sh", "x")) else "s")
         if self.total is None:
-            text = f"{self.done} {units}, {rate:.2f} {units}/s, {duration(elapsed)}"
-        elif self.done >= self.total:
-            text = f"{self.done}/{self.total} {units}, took {duration(elapsed)}"
+            counts = f"{self.done} {units}"
         else:
-            eta = duration((self.total - self.done) / rate) if rate > 0 else "?"
             share = self.done / self.total if self.total else 1.0
-            text = (
-                f"{self.done}/{self.total} {units} ({share:.0%}), {rate:.2f} {units}/s, ETA {eta}"
-            )
-        return f"{text} | {self.postfix}" if self.postfix else text
+            counts = f"{self.done}/{self.total} {units} ({share:.1%})"
+        parts = [f"{counts}, {rate:.2f} {units}/s", *self.details()]
+        if self.postfix:
+            parts.append(self.postfix)
+        left = None if self.total is None else self.total - self.done
+        if left:
+            parts.append(f"ETA {duration(left / rate)}" if rate > 0 else "ETA ?")
+        else:
+            parts.append(f"took {duration(elapsed)}")
+        return " | ".join(parts)
+
+    def details(self) -> list[str]:
+        """Parts a subclass adds to the status line, after the rate."""
+        return []
 
     def update(self, n: int = 1) -> None:
         self.done += n
@@ -104,7 +120,9 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        elif self.enabled and self.done and self.leave:  # leave=False: a passing bar, no last line
+        elif (
+            self.enabled and self.done > self.initial and self.leave
+        ):  # leave=False: a passing bar, no last line
             self._line()
             self.enabled = False  # closed: a second close prints nothing
 

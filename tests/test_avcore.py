@@ -170,8 +170,8 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_in_a_log(monkeypatch):
     ]
     lines = log.getvalue().splitlines()
     assert "\r" not in log.getvalue()
-    assert lines[0].startswith("crops: 3/6 crops (50%), ") and "ETA" in lines[0]
-    assert lines[-1].startswith("crops: 6/6 crops, took ")
+    assert lines[0].startswith("crops: 3/6 crops (50.0%), ") and "ETA" in lines[0]
+    assert lines[-1].startswith("crops: 6/6 crops (100.0%), ") and "took" in lines[-1]
     passing = io.StringIO()
     with Progress(3, desc="epoch 1", unit="batch", stream=passing, leave=False) as bar:
         bar.update(3)
