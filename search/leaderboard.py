@@ -87,7 +87,9 @@ def format_leaderboard(
             f"{counts.get(s, 0)} {s.replace('_', ' ')}"
             for s in (FINISHED, STOPPED_EARLY, FAILED, RUNNING)
         )
-        + (f", {counts[INTERRUPTED]} interrupted" if counts.get(INTERRUPTED) else "")
+        + (f", {counts[INTERRUPTED]} interrupted" if counts.get(INTERRUPTED) else ""),
+        "val_acc: each trial's last epoch, measured on val; ranked on val, so the top row is "
+        "selected on val (optimistic: `confirm` re-measures it with fresh seeds)",
     ]
     header = f"{'#':>3} {'trial':<6} {'status':<13} {'ep':>3} {'val_acc':>7}"
     header += f" {'oracle':>6} {'ratio':>6}" if oracle else ""
