@@ -393,7 +393,9 @@ def test_stopped_trials_end_finished_in_mlflow_interrupted_ones_killed(tmp_path:
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """The smoke search on 2 local CPUs; ``device`` joins the space so some trials raise."""
+    """The smoke search on 2 local CPUs; ``device`` joins the space so some trials raise. Its
+    first three trials are start points: one per fusion on the CPU (each first in its ASHA
+    group, so both finish: confirm and refit need two) and one on CUDA (which fails here)."""
     work = tmp_path_factory.mktemp("smoke")
     root = write_tiny_stores(work / "stores")
     result = run_cli(
@@ -406,6 +408,8 @@ def smoke(tmp_path_factory):
             "seed=1",
             "--set",
             "space.device=[cpu, cuda]",
+            "--set",
+            "start_from=[{device: cpu, fusion: fbp}, {device: cpu, fusion: concat}, {device: cuda}]",
         ],
         work,
         timeout=300,
