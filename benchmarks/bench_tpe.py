@@ -160,6 +160,9 @@ def overrides(args: argparse.Namespace, stores_root: Path, sampler: str, seed: i
         f"budget.grace_period={min(2, args.epochs)}",
         f"budget.num_trials={args.trials}",
         "budget.max_concurrent=1",
+        # the samplers alone: no start points or grid, which both would run alike
+        "start_from=[]",
+        "start_grid=[]",
     ]
     return items
 

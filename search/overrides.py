@@ -11,8 +11,10 @@ from typing import Any
 from avcore.parsing import parse_key_value
 from search.errors import SearchConfigError
 
-# What ``--smoke-test`` changes: a handful of tiny trials that still exercise ASHA and concurrency.
+# What ``--smoke-test`` changes: a handful of tiny trials that still exercise ASHA and concurrency
+# (no start grid: it would not fit in them).
 SMOKE_TEST: dict[str, Any] = {
+    "start_grid": [],
     "budget.num_trials": 4,
     "budget.max_concurrent": 2,
     "budget.epochs": 2,

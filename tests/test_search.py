@@ -71,8 +71,8 @@ def test_every_shipped_config_loads_and_samples_with_its_conditionals(path: Path
         ("start_from=[{epochs: 3}]", "start_from[0].epochs: not sampled by this search"),
         ("start_grid=[lr]", "start_grid: 'lr' is not a list of choices the search samples"),
         (
-            "start_grid=[fusion, visual_attention, audio_attention]",
-            "start_grid: 32 combinations and 1 start_from points exceed budget.num_trials (24)",
+            "budget.num_trials=20",
+            "start_grid: 32 combinations and 1 start_from points exceed budget.num_trials (20)",
         ),
         ("space.modality=[both, neither]", "space.modality: trial field: modality: Input should"),
     ],
@@ -163,13 +163,20 @@ def test_start_points_are_the_first_trials_and_the_rest_is_sampled():
     from search.adapter import make_searcher
     from search.start_points import left_out, start_points
 
-    config = load_search_config(DEMO_CONFIG, ["budget.num_trials=3"], check_stores=False)
+    config = load_search_config(
+        DEMO_CONFIG, ["budget.num_trials=3", "start_grid=[]"], check_stores=False
+    )
     point = dict(config.start_from[0])
     assert point["fusion"] == "fbp" and point["lr"] == 3.0e-4  # the demo starts at paper-best
     partial = {"modality": "audio", "audio_feature": "spectrogram"}
     config = load_search_config(
         DEMO_CONFIG,
-        ["budget.num_trials=3", "space.modality=[both, audio]", f"start_from=[{point}, {partial}]"],
+        [
+            "budget.num_trials=3",
+            "start_grid=[]",
+            "space.modality=[both, audio]",
+            f"start_from=[{point}, {partial}]",
+        ],
         check_stores=False,
     )
     searcher = make_searcher(config, storage=optuna.storages.InMemoryStorage()).searcher
@@ -181,7 +188,11 @@ def test_start_points_are_the_first_trials_and_the_rest_is_sampled():
     # a point the space cannot take is left out, and says why
     narrowed = load_search_config(
         DEMO_CONFIG,
-        ["stores.visual_feature=[basic]", f"start_from=[{point}, {{lr: 0.5}}, {{fusion: concat}}]"],
+        [
+            "stores.visual_feature=[basic]",
+            "start_grid=[]",
+            f"start_from=[{point}, {{lr: 0.5}}, {{fusion: concat}}]",
+        ],
         check_stores=False,
     )
     assert left_out(narrowed) == {
@@ -240,7 +251,9 @@ def test_pruned_trials_reach_optuna_as_pruned():
 
     from search.adapter import make_searcher
 
-    config = load_search_config(DEMO_CONFIG, ["budget.num_trials=3"], check_stores=False)
+    config = load_search_config(
+        DEMO_CONFIG, ["budget.num_trials=3", "start_grid=[]"], check_stores=False
+    )
     storage = optuna.storages.InMemoryStorage()
     searcher = make_searcher(config, storage=storage).searcher
     for number, (trial_id, finished) in enumerate((("a", 1), ("b", 0))):
@@ -300,7 +313,9 @@ def test_a_restored_searcher_ends_the_trials_its_snapshot_never_knew(tmp_path: P
     from search.adapter import TUNE_TRIAL_ID, make_searcher
     from search.study import open_storage
 
-    config = load_search_config(DEMO_CONFIG, ["budget.num_trials=3"], check_stores=False)
+    config = load_search_config(
+        DEMO_CONFIG, ["budget.num_trials=3", "start_grid=[]"], check_stores=False
+    )
     url = f"sqlite:///{tmp_path}/optuna.db"
     searcher = make_searcher(config, storage=open_storage(url)).searcher
     searcher.suggest("a")
@@ -330,7 +345,9 @@ def test_a_trial_that_ended_after_the_snapshot_is_not_told_twice(tmp_path: Path)
     from search.adapter import make_searcher
     from search.study import open_storage
 
-    config = load_search_config(DEMO_CONFIG, ["budget.num_trials=3"], check_stores=False)
+    config = load_search_config(
+        DEMO_CONFIG, ["budget.num_trials=3", "start_grid=[]"], check_stores=False
+    )
     url = f"sqlite:///{tmp_path}/optuna.db"
     searcher = make_searcher(config, storage=open_storage(url)).searcher
     searcher.suggest("a")

@@ -33,7 +33,9 @@ class Stream(io.StringIO):
 
 
 def callback(tty: bool) -> tuple[ProgressCallback, Stream]:
-    config = load_search_config(DEMO_CONFIG, ["budget.num_trials=3"], check_stores=False)
+    config = load_search_config(
+        DEMO_CONFIG, ["budget.num_trials=3", "start_grid=[]"], check_stores=False
+    )
     progress = ProgressCallback(config)
     stream = Stream(tty)
     progress._out = stream
