@@ -65,7 +65,7 @@ def check_start_grid(config: Any, source: str) -> None:
         raise SearchConfigError(
             f"{source}: start_grid: {len(_grid(config))} combinations and "
             f"{len(config.start_from)} start_from points exceed budget.num_trials "
-            f"({config.budget.num_trials})"
+            f"({config.budget.num_trials}): raise it, or drop the grid (--set start_grid=[])"
         )
 
 
