@@ -3,7 +3,7 @@ conf/cluster/local.yaml (same file mounts, setup and start scripts; only the mac
 key and the ports differ) over real SSH to two loopback machines (tests/loopback_nodes.py); Ray's
 own NodeUpdater installs the project on each node from the synced checkout and starts the head's
 PostgreSQL-backed, authenticated tracking server, and the head's autoscaler brings up the worker.
-Then ``ray rsync-up`` of tiny stores, ``ray submit`` of the smoke search (trials on both nodes,
+Then ``ray rsync-up`` of tiny stores, ``ray submit`` of the smoke search (trials at the same time on different nodes,
 recorded through the head's server), ``ray exec`` of ``python -m search status``, and ``ray down``,
 after which neither machine runs anything (Ray, MLflow, PostgreSQL) but its sshd."""
 
@@ -37,7 +37,7 @@ from loopback_nodes import (
     wait_empty,
 )
 from test_search_cluster import free_port, ray_cli
-from test_search_support import REPO, cli_env, write_tiny_stores
+from test_search_support import REPO, check_trial_placement, cli_env, write_tiny_stores
 
 LOCAL_YAML = REPO / "conf" / "cluster" / "local.yaml"
 HEAD, WORKER = "127.0.0.1", "127.0.0.2"
@@ -218,7 +218,9 @@ def _run_cluster(tmp_path: Path, sshd: str) -> None:
                 os.environ.pop(name, None)
         trials = [r for r in runs if r.data.tags.get("avfusion.kind") == "trial"]
         assert len(trials) == 4, [r.data.tags.get("avfusion.status") for r in trials]
-        assert len({r.data.tags["avfusion.node_id"] for r in trials}) == 2  # both machines
+        nodes = {r.data.tags["avfusion.node_id"] for r in trials}
+        overlapping = check_trial_placement(trials)  # trials at the same time: both machines
+        print(f"{overlapping} overlapping trial pairs, trials on {len(nodes)} node(s)")
         statuses = {r.data.tags["avfusion.status"] for r in trials}
         assert "finished" in statuses and statuses <= {"finished", "stopped_early"}, statuses
         for run in trials:  # `search status` on the head lists every trial

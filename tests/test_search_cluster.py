@@ -9,7 +9,6 @@ with ``ray stop`` (which would end every Ray on the machine)."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import signal
@@ -21,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_search_support import REPO, search_args, write_tiny_stores
+from test_search_support import REPO, check_trial_placement, search_args, write_tiny_stores
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -183,18 +182,8 @@ def test_smoke_search_on_a_two_node_cluster_with_an_mlflow_server(tmp_path: Path
         trials = [r for r in runs if r.data.tags.get("avfusion.kind") == "trial"]
         assert len(trials) == 4, [r.data.tags.get("avfusion.status") for r in trials]
         nodes = {r.data.tags["avfusion.node_id"] for r in trials}
-        # Each node has one CPU and a trial takes one: trials that ran at the same time ran on
-        # different nodes. Whether two overlap is timing: Tune reuses a finished trial's actor
-        # (reuse_actors), so when starting an actor on the worker takes longer than a whole smoke
-        # trial (a loaded machine), every trial may rightly run on the head.
-        overlapping = [
-            (a, b)
-            for a, b in itertools.combinations(trials, 2)
-            if a.info.start_time < b.info.end_time and b.info.start_time < a.info.end_time
-        ]
-        for a, b in overlapping:
-            assert a.data.tags["avfusion.node_id"] != b.data.tags["avfusion.node_id"], (a, b)
-        print(f"{len(overlapping)} overlapping trial pairs, trials on {len(nodes)} node(s)")
+        overlapping = check_trial_placement(trials)
+        print(f"{overlapping} overlapping trial pairs, trials on {len(nodes)} node(s)")
         for run in trials:
             artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
             assert "config.yaml" in artifacts

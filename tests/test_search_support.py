@@ -83,3 +83,23 @@ def cli_env(env: dict | None = None) -> dict[str, str]:
     clean["PYTHONPATH"] = str(REPO)
     clean.update(env or {})
     return clean
+
+
+def check_trial_placement(trials: list) -> int:
+    """Trials (MLflow runs) that ran at the same time ran on different nodes, each node giving
+    its one CPU to one trial; returns how many pairs overlapped. Whether any overlap is timing:
+    Tune reuses a finished trial's actor (``reuse_actors``), so when starting an actor on another
+    node takes longer than a whole smoke trial (a loaded machine), every trial may rightly run on
+    the first node."""
+    import itertools
+
+    overlapping = [
+        (a, b)
+        for a, b in itertools.combinations(trials, 2)
+        if a.info.start_time < b.info.end_time and b.info.start_time < a.info.end_time
+    ]
+    for a, b in overlapping:
+        assert a.data.tags["avfusion.node_id"] != b.data.tags["avfusion.node_id"], (
+            f"trials {a.info.run_name} and {b.info.run_name} ran at once on one node"
+        )
+    return len(overlapping)
