@@ -3,9 +3,10 @@ conf/cluster/local.yaml (same file mounts, setup and start scripts; only the mac
 key and the ports differ) over real SSH to two loopback machines (tests/loopback_nodes.py); Ray's
 own NodeUpdater installs the project on each node from the synced checkout and starts the head's
 PostgreSQL-backed, authenticated tracking server, and the head's autoscaler brings up the worker.
-Then ``ray rsync-up`` of tiny stores, ``ray submit`` of the smoke search (trials at the same time on different nodes,
-recorded through the head's server), ``ray exec`` of ``python -m search status``, and ``ray down``,
-after which neither machine runs anything (Ray, MLflow, PostgreSQL) but its sshd."""
+Then ``ray rsync-up`` of tiny stores, ``ray submit`` of the smoke search (trials at the same time
+on different nodes, recorded through the head's server), ``ray exec`` of ``python -m search
+status``, and ``ray down``, after which neither machine runs anything (Ray, MLflow, PostgreSQL) but
+its sshd."""
 
 from __future__ import annotations
 
