@@ -219,9 +219,9 @@ def _run_cluster(tmp_path: Path, sshd: str) -> None:
                 os.environ.pop(name, None)
         trials = [r for r in runs if r.data.tags.get("avfusion.kind") == "trial"]
         assert len(trials) == 4, [r.data.tags.get("avfusion.status") for r in trials]
-        nodes = {r.data.tags["avfusion.node_id"] for r in trials}
+        trial_nodes = {r.data.tags["avfusion.node_id"] for r in trials}
         overlapping = check_trial_placement(trials)  # trials at the same time: both machines
-        print(f"{overlapping} overlapping trial pairs, trials on {len(nodes)} node(s)")
+        print(f"{overlapping} overlapping trial pairs, trials on {len(trial_nodes)} node(s)")
         statuses = {r.data.tags["avfusion.status"] for r in trials}
         assert "finished" in statuses and statuses <= {"finished", "stopped_early"}, statuses
         for run in trials:  # `search status` on the head lists every trial
