@@ -23,6 +23,7 @@ from pathlib import Path
 from avcore.errors import TrackingError
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
+MAX_TAG = 5000  # the longest tag value every MLflow release we support keeps (2.10's limit)
 PROBE_TIMEOUT_S = 5.0
 _SQLITE = "sqlite:///"
 

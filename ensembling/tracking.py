@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
     from ensembling.sources import Candidate
 
-MAX_TAG = 5000  # MLflow 2.10's limit on a tag value (later releases allow more)
-
 
 def connect(uri: str | None, *, must_exist: bool = True) -> MlflowClient:
     """A client for ``uri``; one clear ``TrackingError`` when nothing is there to read."""
@@ -91,8 +89,8 @@ def member_tags(client: MlflowClient, members: list[Candidate]) -> dict[str, str
     runs = [m for m in members if m.run_id]
     parents = {client.get_run(m.run_id).data.tags.get(PARENT) for m in runs}
     tags = {
-        MEMBERS: ",".join(str(m.run_id) for m in runs)[:MAX_TAG],
-        MEMBER_NAMES: ", ".join(m.name for m in members)[:MAX_TAG],
+        MEMBERS: ",".join(str(m.run_id) for m in runs)[: tracking.MAX_TAG],
+        MEMBER_NAMES: ", ".join(m.name for m in members)[: tracking.MAX_TAG],
     }
     if len(parents) == 1 and None not in parents:
         tags[PARENT] = parents.pop()

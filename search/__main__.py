@@ -127,11 +127,11 @@ def _run_status(args: argparse.Namespace) -> int:
 
 def _seed_ranking(outcome) -> str:
     """The confirmed trials (``confirm``) ranked by their mean val accuracy over seeds."""
-    import statistics
+    from search.leaderboard import confirmed_trials
 
-    from search.report import confirmed
-
-    rows = confirmed(outcome)
+    rows = confirmed_trials(
+        outcome.tracking_uri, outcome.experiment_id, outcome.parent_run_id, outcome.leaderboard
+    )
     if not rows:
         return (
             "no confirmed trials yet: `python -m search confirm NAME` ranks by the mean over seeds"
@@ -140,10 +140,10 @@ def _seed_ranking(outcome) -> str:
         "confirmed by `search confirm`: val accuracy over seeds, ranked by the mean "
         "(configurations selected on val)"
     ]
-    for rank, (label, values) in enumerate(rows, 1):
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    for rank, c in enumerate(rows, 1):
         lines.append(
-            f"{rank:>3} {statistics.fmean(values):.4f} ± {spread:.4f} over {len(values)} seeds  {label}"
+            f"{rank:>3} {c.mean:.4f} ± {c.std:.4f} over {len(c.values)} seeds  "
+            f"{c.label} ({c.run_id[:8]})"
         )
     return "\n".join(lines)
 

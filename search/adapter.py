@@ -39,6 +39,9 @@ class PruningAwareOptunaSearch(OptunaSearch):
     a person sees for the trial everywhere. Read from ``_ot_trials`` (OptunaSearch's map of Tune
     trial id to Optuna trial, internal): ``suggest`` returns the sampled params alone."""
 
+    # Trials a resume found finished in the study but running in Tune's snapshot (``restore``).
+    _settled: frozenset[str] = frozenset()
+
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
         if isinstance(config, dict) and trial_id in self._ot_trials:
@@ -49,7 +52,7 @@ class PruningAwareOptunaSearch(OptunaSearch):
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self.__dict__.get("_settled", ()):
+        if trial_id in self._settled:
             return
         # A trial Tune starts again (a resume, a retry) reports its epochs from 1 once more; Optuna
         # keeps the first value of a step and warns about every repeat, so repeats stay here.
@@ -63,7 +66,7 @@ class PruningAwareOptunaSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        if trial_id in self.__dict__.get("_settled", ()):
+        if trial_id in self._settled:
             return
         if result and self.metric in result:
             # Tune hands the result a trial ended on (ASHA's cut, the last epoch) to this method
@@ -90,9 +93,9 @@ class PruningAwareOptunaSearch(OptunaSearch):
         super().restore(checkpoint_path)
         trials = self._ot_study.get_trials(deepcopy=False)
         finished = {trial.number for trial in trials if trial.state.is_finished()}
-        self._settled = {
+        self._settled = frozenset(
             trial_id for trial_id, trial in self._ot_trials.items() if trial.number in finished
-        }
+        )
         known = {trial.number for trial in self._ot_trials.values()}
         for trial in trials:
             if trial.state == optuna.trial.TrialState.RUNNING and trial.number not in known:
@@ -127,24 +130,10 @@ def make_searcher(config: SearchConfig, *, storage: Any | None = None) -> Concur
         sampler=sampler,
         study_name=config.name,
         storage=storage,
-        points_to_evaluate=_new_study_points(config, storage),
+        # run first; enqueued as the study is created (a resume restores the searcher instead)
+        points_to_evaluate=start_points(config) or None,
     )
     return ConcurrencyLimiter(searcher, max_concurrent=config.budget.max_concurrent)
-
-
-def _new_study_points(config: SearchConfig, storage: Any | None) -> list[dict] | None:
-    """The start points to enqueue (run first): only into a study that holds no trial yet, so a
-    searcher built again over the same study (Tune restores its own; a user may build one) never
-    queues them twice."""
-    import optuna
-
-    if storage is not None:
-        try:
-            if optuna.load_study(study_name=config.name, storage=storage).trials:
-                return None
-        except KeyError:  # no such study yet
-            pass
-    return start_points(config) or None
 
 
 def cluster_started_here() -> str | None:

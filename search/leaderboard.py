@@ -3,25 +3,35 @@ plain-text form for ``run``, ``resume`` and ``status``. A trial is named by its 
 search (``#17``), as in its MLflow run's name and the progress lines.
 
 A stopped-early trial's truncated val_acc is kept in the table but never ranked among the
-finished; a failed trial shows its one-line cause.
+finished; a failed trial shows its one-line cause. ``confirmed_trials``: the trials ``confirm``
+retrained, with their val accuracy over seeds (``status``, ``report`` and ``confirm`` rank by its
+mean).
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from avcore import results
 from avcore.results import (
+    CONFIRM,
+    CONFIRMS,
     EPOCHS_DONE,
     FAILED,
     FINISHED,
     INTERRUPTED,
+    KIND,
+    PARENT,
     RUNNING,
     STATUS,
     STOPPED_EARLY,
     TRIAL_ID,
 )
+from search.tracking import client
 from search.trial_runs import trial_runs
+from trainables.config import trial_label
 
 LEADERBOARD_COLUMNS = (
     "val_acc",
@@ -71,7 +81,12 @@ def leaderboard(uri: str, experiment_id: str, parent_run_id: str):
     )
     table["rank_key"] = (table["status"] == FINISHED).astype(int)
     table = table.sort_values(["rank_key", "val_acc"], ascending=[False, False], na_position="last")
-    return table.drop(columns="rank_key").reset_index(drop=True)
+    table = table.drop(columns="rank_key").reset_index(drop=True)
+    # A param a trial does not have (a single-modality trial's other variant) stays None, where
+    # pandas would make it NaN: every reader of a row tests for None alone.
+    params = [*LEADERBOARD_COLUMNS[2:], "modality"]
+    table[params] = table[params].astype(object).where(table[params].notna(), None)
+    return table
 
 
 def format_leaderboard(
@@ -100,12 +115,12 @@ def format_leaderboard(
         trial = f"#{row.trial_id}" if row.trial_id else ""
         line = f"{rank:>3} {trial:<6} {row.status:<13} {row.epochs:>3} {acc:>7}"
         if oracle:
-            best = oracle_of(oracle, row.visual_feature, row.audio_feature)
+            best = oracle.get((row.visual_feature, row.audio_feature))
             ratio = f"{row.val_acc / best:.3f}" if best and acc else ""
             line += f" {best or float('nan'):>6.4f} {ratio:>6}"
         line += (
-            f"  {_str(row.visual_feature):<10} {_str(row.audio_feature):<12}"
-            f" {_str(row.visual_attention):<11} {_str(row.audio_attention):<11} {_fusion(row):<6}"
+            f"  {row.visual_feature or '':<10} {row.audio_feature or '':<12}"
+            f" {row.visual_attention or '':<11} {row.audio_attention or '':<11} {_fusion(row):<6}"
             f" {row.run_id[:8]}"
         )
         if row.status == FAILED and row.error:
@@ -118,17 +133,49 @@ def format_leaderboard(
 
 def _fusion(row) -> str:
     """The fusion column: the fusion of an audio-visual trial, ``visual-only``/``audio-only``."""
-    return _str(row.fusion) or ("" if row.modality == "both" else f"{row.modality}-only")
+    return row.fusion or ("" if row.modality == "both" else f"{row.modality}-only")
 
 
-def _str(value: object) -> str:
-    """A leaderboard cell as text: empty for a param the trial has not (None, or pandas' NaN)."""
-    return value if isinstance(value, str) else ""
+@dataclass(frozen=True)
+class Confirmed:
+    """A trial ``confirm`` retrained: its search seed's val accuracy and its fresh seeds'."""
+
+    run_id: str
+    label: str
+    original: float
+    retrained: list[float]
+
+    @property
+    def values(self) -> list[float]:
+        return [self.original, *self.retrained]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
 
 
-def oracle_of(oracle: Mapping[tuple, float], visual: object, audio: object) -> float | None:
-    """The planted oracle of a trial's stores (``search.stores.oracle_table``), given a leaderboard
-    row's variants: NaN or None where the trial does not read a modality."""
-    return oracle.get(
-        (visual if isinstance(visual, str) else None, audio if isinstance(audio, str) else None)
+def confirmed_trials(uri: str, experiment_id: str, parent_run_id: str, table) -> list[Confirmed]:
+    """Every trial of ``table`` (the search's ``leaderboard``) with finished confirm runs, best
+    mean first."""
+    runs = client(uri).search_runs(
+        [experiment_id],
+        f"tags.`{PARENT}` = '{parent_run_id}' and tags.`{KIND}` = '{CONFIRM}' "
+        f"and tags.`{STATUS}` = '{FINISHED}'",
+        max_results=50000,
     )
+    by_trial: dict[str, list[float]] = {}
+    for run in runs:
+        by_trial.setdefault(run.data.tags[CONFIRMS], []).append(run.data.metrics["val_acc"])
+    rows = table.set_index("run_id")
+    found = [
+        Confirmed(
+            run_id, trial_label(rows.loc[run_id].to_dict()), float(rows.loc[run_id].val_acc), values
+        )
+        for run_id, values in by_trial.items()
+        if run_id in rows.index
+    ]
+    return sorted(found, key=lambda c: -c.mean)

@@ -29,8 +29,9 @@ from avcore.results import (
     STATUS,
     STOPPED_EARLY,
 )
+from avcore.tracking import MAX_TAG
 from search.errors import TrackingError
-from search.tracking import MAX_TAG, client, entities, now_ms, one_line_errors, param_value
+from search.tracking import client, entities, now_ms, one_line_errors, param_value
 
 
 def ensure_experiment(uri: str, name: str) -> str:

@@ -33,8 +33,8 @@ from avcore.results import (
     TRIAL,
     TRIAL_ID,
 )
+from avcore.tracking import MAX_TAG
 from search.tracking import (
-    MAX_TAG,
     TrackingContext,
     client,
     entities,

@@ -23,20 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from avcore.results import (
-    CONFIRM,
-    CONFIRMS,
     FINISHED,
-    KIND,
-    PARENT,
     SCORES_FILE,
-    STATUS,
     read_scores,
 )
 from search.errors import TrackingError
-from search.leaderboard import oracle_of
+from search.leaderboard import Confirmed, confirmed_trials
 from search.outcome import SearchOutcome
 from search.tracking import client as mlflow_client
-from trainables.config import trial_label
 
 ATTENTION_ORDER = ("mean", "self", "relation", "transformer")
 FUSION_ORDER = ("fbp", "concat")
@@ -72,7 +66,7 @@ def _cell(table, oracle, **where) -> Cell:
     if rows.empty:
         return Cell(None, 0, None, None)
     best = rows.sort_values("val_acc", ascending=False).iloc[0]
-    pair = oracle_of(oracle, best["visual_feature"], best["audio_feature"])
+    pair = oracle.get((best["visual_feature"], best["audio_feature"]))
     return Cell(float(best["val_acc"]), len(rows), best["run_id"], pair)
 
 
@@ -124,28 +118,7 @@ class Report:
     audio: dict[str, Cell]
     alone: dict[tuple[str, str], Cell]  # (modality, variant) -> a single-modality baseline
     trials: int
-    confirmed: list[tuple[str, list[float]]]  # (configuration, val accs over seeds), `confirm`
-
-
-def confirmed(outcome: SearchOutcome) -> list[tuple[str, list[float]]]:
-    """Each confirmed trial's val accuracy over its search seed and its confirm seeds."""
-    runs = mlflow_client(outcome.tracking_uri).search_runs(
-        [outcome.experiment_id],
-        f"tags.`{PARENT}` = '{outcome.parent_run_id}' and tags.`{KIND}` = '{CONFIRM}' "
-        f"and tags.`{STATUS}` = '{FINISHED}'",
-        max_results=50000,
-    )
-    by_trial: dict[str, list[float]] = {}
-    for run in runs:
-        by_trial.setdefault(run.data.tags[CONFIRMS], []).append(run.data.metrics["val_acc"])
-    table = outcome.leaderboard.set_index("run_id")
-    rows = []
-    for run_id, values in by_trial.items():
-        if run_id in table.index:
-            label = f"{trial_label(table.loc[run_id].to_dict())} ({run_id[:8]})"
-            row = table.loc[run_id]
-            rows.append((label, [float(row.val_acc), *values]))
-    return sorted(rows, key=lambda item: -float(np.mean(item[1])))
+    confirmed: list[Confirmed]  # the trials `confirm` retrained, best mean first
 
 
 def build_report(outcome: SearchOutcome) -> Report:
@@ -189,7 +162,7 @@ def build_report(outcome: SearchOutcome) -> Report:
         _mark_similar(audio, hits),
         _mark_similar(alone, hits),
         len(table),
-        confirmed(outcome),
+        confirmed_trials(outcome.tracking_uri, outcome.experiment_id, outcome.parent_run_id, table),
     )
 
 
@@ -243,11 +216,11 @@ def render(report: Report, name: str) -> str:
             "| configuration | mean | std | seeds | values |",
             "|---|---|---|---|---|",
         ]
-        for label, values in report.confirmed:
-            spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-            listed = ", ".join(f"{v:.3f}" for v in values)
+        for c in report.confirmed:
+            listed = ", ".join(f"{v:.3f}" for v in c.values)
             lines.append(
-                f"| {label} | {np.mean(values):.4f} | {spread:.4f} | {len(values)} | {listed} |"
+                f"| {c.label} ({c.run_id[:8]}) | {c.mean:.4f} | {c.std:.4f} | {len(c.values)} "
+                f"| {listed} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -19,7 +19,6 @@ combines with the member and class weights chosen on val; its val figures are in
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from avcore.results import CONFIRM, CONFIRMS, FINISHED, REFIT, REFITS, SEED
 from search.cluster import check_tracking_reach, init_ray
 from search.config import config_from_dict
 from search.errors import SearchError
+from search.leaderboard import Confirmed
 from search.outcome import search_status
 from search.plot_actor import draw_plots
 from search.recorder import TrialRecorder
@@ -41,29 +41,9 @@ from trainables.config import trial_label
 SEED_OFFSET = 1000  # confirm seeds: 1001, 1002, ... never a search's own seed
 
 
-@dataclass(frozen=True)
-class Confirmed:
-    run_id: str
-    label: str
-    original: float
-    retrained: list[float]
-
-    @property
-    def values(self) -> list[float]:
-        return [self.original, *self.retrained]
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.values)
-
-    @property
-    def std(self) -> float:
-        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
-
-
 def _retrain(
     trial_config: dict[str, Any],
-    features: tuple[Any, Any],
+    features: tuple[str | None, str | None],
     stores,
     context: TrackingContext,
     of_run: str,
@@ -74,8 +54,6 @@ def _retrain(
     from trainables.train import train_trial
 
     config = validate_config(trial_config, where=f"{kind} trial config")
-    # a leaderboard row's variants: NaN where a single-modality trial reads no such store
-    features = tuple(v if isinstance(v, str) else None for v in features)
     data = trial_data(stores, *features)
     present = {k: v for k, v in zip(("visual_feature", "audio_feature"), features) if v}
     link = CONFIRMS if kind == CONFIRM else REFITS

@@ -1,7 +1,8 @@
 """The paper's design space as an Optuna define-by-run function.
 
-``SpaceSampler(config)(optuna_trial)`` draws the modalities a trial reads (``space.modality``: both,
-or one alone as a baseline), the store variants it reads, then the attention kinds and the fusion, then only the parameters that exist for what was drawn (FBP's factor, output size and
+``SpaceSampler(config)(optuna_trial)`` draws the modalities a trial reads (``space.modality``:
+both, or one alone as a baseline), the store variants it reads, then the attention kinds and the
+fusion, then only the parameters that exist for what was drawn (FBP's factor, output size and
 dropout only under FBP fusion; the transformer's hidden size only when a modality uses transformer
 attention; momentum only for SGD; the segment count only for segment sampling), then the training
 hyperparameters. A parameter that does not apply is never sampled, so TPE models real conditionals

@@ -60,10 +60,10 @@ def check_start_grid(config: Any, source: str) -> None:
             )
     if len(set(config.start_grid)) != len(config.start_grid):
         raise SearchConfigError(f"{source}: start_grid: a key is listed twice")
-    wanted = len(config.start_from) + len(_grid(config))
-    if wanted > config.budget.num_trials:
+    combinations = len(_grid(config))
+    if len(config.start_from) + combinations > config.budget.num_trials:
         raise SearchConfigError(
-            f"{source}: start_grid: {len(_grid(config))} combinations and "
+            f"{source}: start_grid: {combinations} combinations and "
             f"{len(config.start_from)} start_from points exceed budget.num_trials "
             f"({config.budget.num_trials}): raise it, or drop the grid (--set start_grid=[])"
         )
@@ -72,6 +72,8 @@ def check_start_grid(config: Any, source: str) -> None:
 def _grid(config: Any) -> list[dict[str, Any]]:
     choices = _choices(config)
     keys = list(config.start_grid)
+    if not keys:  # (the product of no choices is one empty combination)
+        return []
     return [dict(zip(keys, combo)) for combo in itertools.product(*(choices[k] for k in keys))]
 
 
@@ -111,7 +113,7 @@ def start_points(config: Any) -> list[dict[str, Any]]:
     range as int)."""
     points, unfit = [], left_out(config)
     given = [p for i, p in enumerate(config.start_from) if i not in unfit]
-    for point in given + (_grid(config) if config.start_grid else []):
+    for point in given + _grid(config):
         fixed = {}
         for key, value in point.items():
             spec = config.space.get(key)

@@ -42,13 +42,15 @@ def classes_of(stores: Stores) -> list[str]:
     return next(iter(stores["visual"].values())).classes
 
 
-def trial_data(stores: Stores, visual_feature: Any, audio_feature: Any) -> StorePair | Store:
+def trial_data(
+    stores: Stores, visual_feature: str | None, audio_feature: str | None
+) -> StorePair | Store:
     """What one trial trains on: the pair of its two variants, or, for a single-modality trial
-    (one variant missing: None, or NaN from a leaderboard row), its one store."""
+    (the other variant None), its one store."""
     chosen = {
         modality: stores[modality][variant]
         for modality, variant in (("visual", visual_feature), ("audio", audio_feature))
-        if isinstance(variant, str)
+        if variant is not None
     }
     if len(chosen) == 2:
         return StorePair(chosen["visual"], chosen["audio"])

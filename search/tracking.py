@@ -24,8 +24,6 @@ from typing import Any
 
 from search.errors import TrackingError
 
-MAX_TAG = 5000  # MLflow's limit on a tag value
-
 # How long a trial rides out a slow or restarting tracking server (MLflow's client retries every
 # HTTP call with exponential backoff, connection refused and 5xx included): 6 retries at factor 1
 # wait 0+2+4+8+16+32 s, about a minute, each try given 60 s to answer. MLflow's own default (7

@@ -26,7 +26,8 @@ from avcore.results import (
     TRIAL,
     TUNE_TRIAL_ID,
 )
-from search.tracking import MAX_TAG, TrackingContext, client, entities
+from avcore.tracking import MAX_TAG
+from search.tracking import TrackingContext, client, entities
 
 # MLflow's run status for our end states of a trial Tune stopped: ASHA's cut (or the search's time
 # limit) is the search working as designed, FINISHED with a green tick; Ctrl+C left it unfinished.
@@ -131,9 +132,9 @@ def drop_interrupted_runs(uri: str, experiment_id: str, parent_run_id: str) -> i
 def drop_unknown_trials(
     uri: str, experiment_id: str, parent_run_id: str, trial_ids: set[str]
 ) -> int:
-    """After a resume: runs of trials (``trial_ids``: Tune's ids) the restored Tune state never knew (started after its last
-    snapshot, then interrupted) are deleted; Tune sampled replacements for them, so keeping them
-    would leave more trials in MLflow than the search ran."""
+    """After a resume: runs of trials (``trial_ids``: Tune's ids) the restored Tune state never
+    knew (started after its last snapshot, then interrupted) are deleted; Tune sampled
+    replacements for them, so keeping them would leave more trials in MLflow than the search ran."""
     runs = trial_runs(uri, experiment_id, parent_run_id)
     unknown = [r.info.run_id for r in runs if r.data.tags.get(TUNE_TRIAL_ID) not in trial_ids]
     delete_runs(uri, unknown)

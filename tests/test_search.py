@@ -4,6 +4,7 @@ Ray (2 CPUs) with every trial in MLflow, a failing trial recorded as failed, and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -200,6 +201,11 @@ def test_start_points_are_the_first_trials_and_the_rest_is_sampled():
         1: "start_from[1].lr: 0.5 is outside the space (0.0003..0.03, log)",
     }
     assert start_points(narrowed) == [{"fusion": "concat"}]
+    # no grid: only the start points count against the budget
+    single = load_search_config(
+        DEMO_CONFIG, ["start_grid=[]", "budget.num_trials=1"], check_stores=False
+    )
+    assert len(start_points(single)) == 1
     # start_grid: every combination once, after start_from, the rest sampled
     gridded = load_search_config(
         DEMO_CONFIG,
@@ -314,7 +320,7 @@ def test_a_restored_searcher_ends_the_trials_its_snapshot_never_knew(tmp_path: P
     from search.study import open_storage
 
     config = load_search_config(
-        DEMO_CONFIG, ["budget.num_trials=3", "start_grid=[]"], check_stores=False
+        DEMO_CONFIG, ["budget.num_trials=3", "start_grid=[]", "start_from=[]"], check_stores=False
     )
     url = f"sqlite:///{tmp_path}/optuna.db"
     searcher = make_searcher(config, storage=open_storage(url)).searcher
@@ -346,7 +352,7 @@ def test_a_trial_that_ended_after_the_snapshot_is_not_told_twice(tmp_path: Path)
     from search.study import open_storage
 
     config = load_search_config(
-        DEMO_CONFIG, ["budget.num_trials=3", "start_grid=[]"], check_stores=False
+        DEMO_CONFIG, ["budget.num_trials=3", "start_grid=[]", "start_from=[]"], check_stores=False
     )
     url = f"sqlite:///{tmp_path}/optuna.db"
     searcher = make_searcher(config, storage=open_storage(url)).searcher
@@ -564,10 +570,7 @@ def test_report_tables_count_every_finished_trial_and_are_logged(smoke):
     assert "## Table 3 — per visual feature" in text and "selected on val" in text
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("demo")
-    trials = client.search_runs(
-        [experiment.experiment_id],
-        "tags.`avfusion.kind` = 'trial' and tags.`avfusion.status` = 'finished'",
-    )
+    trials = finished_trials(client, experiment)
     table2 = text.split("## Table 3")[0]
     counted = sum(int(n) for n in re.findall(r"\(n=(\d+)\)", table2))
     assert counted == len(trials) > 0
@@ -588,11 +591,7 @@ def test_confirm_retrains_the_best_with_fresh_seeds_and_the_report_ranks_by_the_
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("demo")
-    finished = client.search_runs(
-        [experiment.experiment_id],
-        "tags.`avfusion.kind` = 'trial' and tags.`avfusion.status` = 'finished'",
-        order_by=["metrics.val_acc DESC"],
-    )
+    finished = finished_trials(client, experiment)
     confirms = client.search_runs([experiment.experiment_id], "tags.`avfusion.kind` = 'confirm'")
     assert len(confirms) == 4
     assert {r.data.tags["avfusion.status"] for r in confirms} == {"finished"}
@@ -678,50 +677,31 @@ def test_mlflow_ui_shows_experiment_metric_chart_and_artifacts_in_chromium(smoke
     """As a person would: headless Chromium, driven over plain WebDriver HTTP calls, opens the
     experiment page, a finished trial's metric chart and its artifacts."""
     from mlflow.tracking import MlflowClient
-    from test_search_cluster import Processes, free_port, wait_http
 
-    require_tool("chromium")
-    chromedriver = require_tool("chromedriver")
     work, _ = smoke
     client = MlflowClient(f"sqlite:///{work}/mlruns/mlflow.db")
     experiment = client.get_experiment_by_name("demo")
     finished = client.search_runs(
         [experiment.experiment_id], filter_string="tags.`avfusion.status` = 'finished'"
     )[0]
-    procs = Processes(tmp_path, dict(os.environ))
-    try:
-        ui_port, driver_port = free_port(), free_port()
-        ui, ui_log = procs.start(
-            "mlflow-ui",
-            [str(Path(sys.executable).parent / "mlflow"), "ui", "--host", "127.0.0.1", "--port", str(ui_port),
-             "--backend-store-uri", f"sqlite:///{work}/mlruns/mlflow.db", "--workers", "1"],
-        )  # fmt: skip
-        driver, driver_log = procs.start("chromedriver", [chromedriver, f"--port={driver_port}"])
-        wait_http(f"http://127.0.0.1:{ui_port}/health", 120, ui, ui_log)
-        wait_http(f"http://127.0.0.1:{driver_port}/status", 60, driver, driver_log)
-        browser = WebDriver(f"http://127.0.0.1:{driver_port}", tmp_path / "profile")
-        try:
-            base = f"http://127.0.0.1:{ui_port}/#/experiments/{experiment.experiment_id}"
-            run = finished.info.run_id
-            pages = {
-                # Trial runs are nested under the search's parent run in the runs table.
-                "experiment": (f"{base}/runs", ["search-demo", "matching runs"]),
-                "metric chart": (
-                    f"{base}/runs/{run}/model-metrics",
-                    ["val_acc", "train_loss", "Step"],
-                ),
-                "artifacts": (f"{base}/runs/{run}/artifacts", ["scores.npz", "confusion_val.png"]),
-            }
-            for name, (url, expected) in pages.items():
-                text = browser.open_until(url, expected, timeout=90)
-                assert all(word in text for word in expected), f"{name} page: {text[:2000]}"
-                browser.screenshot(tmp_path / f"{name.replace(' ', '_')}.png")
-                if name == "metric chart":
-                    assert browser.has_canvas_or_svg(), "the metric chart page drew no chart"
-        finally:
-            browser.quit()
-    finally:
-        procs.stop()
+    with mlflow_in_chromium(tmp_path, "ui", f"sqlite:///{work}/mlruns/mlflow.db") as (ui, browser):
+        base = f"{ui}/#/experiments/{experiment.experiment_id}"
+        run = finished.info.run_id
+        pages = {
+            # Trial runs are nested under the search's parent run in the runs table.
+            "experiment": (f"{base}/runs", ["search-demo", "matching runs"]),
+            "metric chart": (
+                f"{base}/runs/{run}/model-metrics",
+                ["val_acc", "train_loss", "Step"],
+            ),
+            "artifacts": (f"{base}/runs/{run}/artifacts", ["scores.npz", "confusion_val.png"]),
+        }
+        for name, (url, expected) in pages.items():
+            text = browser.open_until(url, expected, timeout=90)
+            assert all(word in text for word in expected), f"{name} page: {text[:2000]}"
+            browser.screenshot(tmp_path / f"{name.replace(' ', '_')}.png")
+            if name == "metric chart":
+                assert browser.has_canvas_or_svg(), "the metric chart page drew no chart"
 
 
 @pytest.mark.slow
@@ -732,61 +712,75 @@ def test_url_search_run_printed_opens_the_runs_best_first_in_chromium(smoke, tmp
     import math
 
     from mlflow.tracking import MlflowClient
-    from test_search_cluster import Processes, free_port, wait_http
 
-    require_tool("chromium")
-    chromedriver = require_tool("chromedriver")
     work, result = smoke
     printed = re.search(r"(http://127\.0\.0\.1:5000)(/#/experiments/\S+)", result.stdout)
     assert printed, result.stdout[-3000:]
     uri = f"sqlite:///{work}/mlruns/mlflow.db"
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("demo")
-    best = client.search_runs(
-        [experiment.experiment_id],
-        "tags.`avfusion.kind` = 'trial' and tags.`avfusion.status` = 'finished'",
-        order_by=["metrics.val_acc DESC"],
-        max_results=1,
-    )[0]
+    best = finished_trials(client, experiment)[0]
     value = best.data.metrics["val_acc"]
     # How the UI writes a metric (Utils.formatMetric: three decimals, JS number text).
     shown = repr(math.floor(value * 1000 + 0.5) / 1000).removesuffix(".0")
+    with mlflow_in_chromium(tmp_path, "server", uri) as (ui, browser):
+        url = f"{ui}{printed[2]}"
+        text = browser.open_until(url, [best.info.run_name, shown], timeout=90)
+        browser.screenshot(tmp_path / "runs_by_val_acc.png")
+        assert best.info.run_name in text and shown in text, text[:3000]
+        assert "search-demo" not in text  # the search's own runs, not its parent row
+        on_screen = browser.script(
+            "const want = arguments[0]; const out = [];"
+            "for (const el of document.querySelectorAll('body *')) {"
+            "  if (el.children.length || !want.includes(el.textContent.trim())) continue;"
+            "  const r = el.getBoundingClientRect();"
+            "  const cut = [el, el.parentElement].some(e => e.scrollWidth > e.clientWidth + 1);"
+            "  if (r.width && !cut && r.top >= 0 && r.bottom <= innerHeight"
+            "      && r.right <= innerWidth)"
+            "    out.push([el.textContent.trim(), r.top]); }"
+            "return out;",
+            [best.info.run_name, shown],
+        )
+        tops = {}
+        for text_found, top in on_screen:
+            tops.setdefault(text_found, []).append(top)
+        assert set(tops) == {best.info.run_name, shown}, (on_screen, text[:2000])
+        # ... in the same row: the best trial's name beside its val_acc
+        assert any(abs(a - b) < 12 for a in tops[shown] for b in tops[best.info.run_name])
+
+
+def finished_trials(client, experiment) -> list:
+    """The search's finished trial runs, best val_acc first."""
+    return client.search_runs(
+        [experiment.experiment_id],
+        "tags.`avfusion.kind` = 'trial' and tags.`avfusion.status` = 'finished'",
+        order_by=["metrics.val_acc DESC"],
+    )
+
+
+@contextlib.contextmanager
+def mlflow_in_chromium(tmp_path: Path, command: str, backend: str):
+    """A real MLflow UI (``mlflow ui`` or ``mlflow server``, ``command``) on ``backend`` at a free
+    loopback port, and headless Chromium driven through chromedriver; yields the UI's base address
+    and the ``WebDriver``, and stops both at the end."""
+    from test_search_cluster import Processes, free_port, wait_http
+
+    require_tool("chromium")
+    chromedriver = require_tool("chromedriver")
     procs = Processes(tmp_path, dict(os.environ))
     try:
         ui_port, driver_port = free_port(), free_port()
-        server, server_log = procs.start(
-            "mlflow-server",
-            [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
-             "--port", str(ui_port), "--backend-store-uri", uri, "--workers", "1"],
+        ui, ui_log = procs.start(
+            f"mlflow-{command}",
+            [str(Path(sys.executable).parent / "mlflow"), command, "--host", "127.0.0.1",
+             "--port", str(ui_port), "--backend-store-uri", backend, "--workers", "1"],
         )  # fmt: skip
         driver, driver_log = procs.start("chromedriver", [chromedriver, f"--port={driver_port}"])
-        wait_http(f"http://127.0.0.1:{ui_port}/health", 120, server, server_log)
+        wait_http(f"http://127.0.0.1:{ui_port}/health", 120, ui, ui_log)
         wait_http(f"http://127.0.0.1:{driver_port}/status", 60, driver, driver_log)
         browser = WebDriver(f"http://127.0.0.1:{driver_port}", tmp_path / "profile")
         try:
-            url = f"http://127.0.0.1:{ui_port}{printed[2]}"
-            text = browser.open_until(url, [best.info.run_name, shown], timeout=90)
-            browser.screenshot(tmp_path / "runs_by_val_acc.png")
-            assert best.info.run_name in text and shown in text, text[:3000]
-            assert "search-demo" not in text  # the search's own runs, not its parent row
-            on_screen = browser.script(
-                "const want = arguments[0]; const out = [];"
-                "for (const el of document.querySelectorAll('body *')) {"
-                "  if (el.children.length || !want.includes(el.textContent.trim())) continue;"
-                "  const r = el.getBoundingClientRect();"
-                "  const cut = [el, el.parentElement].some(e => e.scrollWidth > e.clientWidth + 1);"
-                "  if (r.width && !cut && r.top >= 0 && r.bottom <= innerHeight"
-                "      && r.right <= innerWidth)"
-                "    out.push([el.textContent.trim(), r.top]); }"
-                "return out;",
-                [best.info.run_name, shown],
-            )
-            tops = {}
-            for text_found, top in on_screen:
-                tops.setdefault(text_found, []).append(top)
-            assert set(tops) == {best.info.run_name, shown}, (on_screen, text[:2000])
-            # ... in the same row: the best trial's name beside its val_acc
-            assert any(abs(a - b) < 12 for a in tops[shown] for b in tops[best.info.run_name])
+            yield f"http://127.0.0.1:{ui_port}", browser
         finally:
             browser.quit()
     finally:

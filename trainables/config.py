@@ -103,6 +103,7 @@ def reads(config: Mapping[str, Any], modality: str) -> bool:
 
 
 def _reads(modality: str) -> Callable[[Mapping[str, Any]], bool]:
+    """``reads`` for one modality, as a condition."""
     return lambda config: reads(config, modality)
 
 
@@ -116,7 +117,7 @@ def _fbp(config: Mapping[str, Any]) -> bool:
 
 def _transformer(config: Mapping[str, Any]) -> bool:
     return any(
-        _reads(modality)(config) and config.get(f"{modality}_attention") == "transformer"
+        reads(config, modality) and config.get(f"{modality}_attention") == "transformer"
         for modality in ("visual", "audio")
     )
 
