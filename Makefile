@@ -34,7 +34,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 test: lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=15
 
 # The search tests on the lowest Ray, Optuna and MLflow pyproject.toml allows (.ci/lowest.py reads
 # them from it): a venv holding only those (and .ci/lowest-era.txt's caps on their own dependencies)
