@@ -12,9 +12,13 @@ run, an ensemble's when its members come from one search), ``avfusion.confirms``
 trial run a retraining repeats), ``avfusion.seed``, ``avfusion.driver`` (on a search run: "pid N on
 HOST since TIME").
 
-``scores.npz`` holds ``clip_ids_val`` (N_val,) str, ``val`` (N_val, 7) float32 softmax scores,
-``labels_val`` (N_val,) int64, ``clip_ids_test`` (N_test,) str and ``test`` (N_test, 7) float32,
-classes in ``avcore.afew.CLASSES`` order; it must load with ``allow_pickle=False``.
+``scores.npz`` holds ``clip_ids_val`` (N_val,) str, ``val`` (N_val, K) float32 softmax scores,
+``labels_val`` (N_val,) int64, ``clip_ids_test`` (N_test,) str and ``test`` (N_test, K) float32,
+and, written since the class set became the data's, ``classes`` (K,) str (the stores' ordered
+classes: the columns' order), ``labels_test`` (N_test,) int64 (-1 where the test split is
+unlabelled, e.g. AFEW's; a fold protocol's test fold is labelled) and ``train_counts`` (K,) int64
+(the training clips per class the run fitted on: the class-weight priors start from them). Files
+without them are AFEW's (7 columns). It must load with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avcore.afew import CLASSES
+from avcore.datasets import default_classes, default_train_counts
 from avcore.errors import UserError
 
 KIND, STATUS, SEARCH, TRIAL_ID = (
@@ -79,22 +83,26 @@ def deep_validated(modality: str) -> str:
 SCORES_FILE = "scores.npz"
 ATTENTION_FILE = "attention.json"
 SCORE_KEYS = ("clip_ids_val", "val", "labels_val", "clip_ids_test", "test")
+CLASS_KEYS = ("classes", "labels_test", "train_counts")  # optional: absent in AFEW-era files
 
 
 def write_scores(path: str | os.PathLike[str], scores: Mapping[str, np.ndarray]) -> Path:
-    """Write ``scores`` (exactly ``SCORE_KEYS``) as a ``scores.npz`` that loads without pickle."""
+    """Write ``scores`` (``SCORE_KEYS``, and any of ``CLASS_KEYS``) as a ``scores.npz`` that
+    loads without pickle."""
     missing = [key for key in SCORE_KEYS if key not in scores]
-    if missing or set(scores) - set(SCORE_KEYS):
+    if missing or set(scores) - set(SCORE_KEYS) - set(CLASS_KEYS):
         raise ValueError(
-            f"scores.npz needs exactly {', '.join(SCORE_KEYS)}; got {', '.join(scores)}"
+            f"scores.npz needs {', '.join(SCORE_KEYS)} (and may have {', '.join(CLASS_KEYS)}); "
+            f"got {', '.join(scores)}"
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
         key: np.asarray(scores[key], dtype=str)
-        if key.startswith("clip_ids")
+        if key.startswith("clip_ids") or key == "classes"
         else np.asarray(scores[key])
-        for key in SCORE_KEYS
+        for key in (*SCORE_KEYS, *CLASS_KEYS)
+        if key in scores
     }
     with open(path, "wb") as handle:  # a file handle, so np.savez adds no ".npz" of its own
         np.savez(handle, **arrays)
@@ -116,14 +124,15 @@ def read_scores(
                 raise error(
                     f"{name}: {path} lacks key {missing[0]!r} (needs {', '.join(SCORE_KEYS)})"
                 )
-            arrays = {key: npz[key] for key in SCORE_KEYS}
+            arrays = {key: npz[key] for key in (*SCORE_KEYS, *CLASS_KEYS) if key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise error(f"{name}: cannot read {path}: {exc}") from None
+    classes = _classes(arrays, f"{name}: {path}", error)
     for split in ("val", "test"):
         ids, probs = arrays[f"clip_ids_{split}"], arrays[split]
-        if probs.ndim != 2 or probs.shape[1] != len(CLASSES) or ids.shape != (probs.shape[0],):
+        if probs.ndim != 2 or probs.shape[1] != len(classes) or ids.shape != (probs.shape[0],):
             raise error(
-                f"{name}: {path} key {split!r} must be [{ids.shape[0]}, {len(CLASSES)}] "
+                f"{name}: {path} key {split!r} must be [{ids.shape[0]}, {len(classes)}] "
                 f"to match clip_ids_{split}, got {list(probs.shape)}"
             )
         if ids.dtype.kind not in "US":
@@ -141,14 +150,44 @@ def read_scores(
             )
         arrays[f"clip_ids_{split}"] = ids
         arrays[split] = probs.astype(np.float32)
-    labels = arrays["labels_val"]
-    if labels.shape != arrays["clip_ids_val"].shape or labels.dtype.kind not in "iu":
-        raise error(f"{name}: {path} key 'labels_val' must be integers, one per validation clip")
-    out_of_range = (labels < 0) | (labels >= len(CLASSES))
-    if out_of_range.any():
-        raise error(
-            f"{name}: {path} clip {str(arrays['clip_ids_val'][out_of_range][0])!r} has label "
-            f"{labels[out_of_range][0]}, expected 0..{len(CLASSES) - 1}"
-        )
-    arrays["labels_val"] = labels.astype(np.int64)
+    arrays["classes"] = np.asarray(classes, dtype=str)
+    arrays.setdefault("labels_test", np.full(len(arrays["clip_ids_test"]), -1, np.int64))
+    for split in ("val", "test"):
+        key, ids = f"labels_{split}", arrays[f"clip_ids_{split}"]
+        labels = arrays[key]
+        if labels.shape != ids.shape or labels.dtype.kind not in "iu":
+            raise error(f"{name}: {path} key {key!r} must be integers, one per {split} clip")
+        low = 0 if split == "val" else -1  # an unlabelled test clip is -1
+        out_of_range = (labels < low) | (labels >= len(classes))
+        if out_of_range.any():
+            raise error(
+                f"{name}: {path} clip {str(ids[out_of_range][0])!r} has label "
+                f"{labels[out_of_range][0]}, expected {low}..{len(classes) - 1}"
+            )
+        arrays[key] = labels.astype(np.int64)
+    counts = arrays.get("train_counts")
+    if counts is None:
+        counts = default_train_counts(classes)
+    elif counts.shape != (len(classes),) or counts.dtype.kind not in "iu" or (counts < 0).any():
+        raise error(f"{name}: {path} key 'train_counts' must be {len(classes)} counts")
+    if counts is not None:
+        arrays["train_counts"] = np.asarray(counts, np.int64)
     return arrays
+
+
+def _classes(
+    arrays: Mapping[str, np.ndarray], where: str, error: type[Exception]
+) -> tuple[str, ...]:
+    """The score columns' classes: recorded, or AFEW's for a 7-column file written before."""
+    if "classes" not in arrays:
+        width = arrays["val"].shape[-1] if arrays["val"].ndim == 2 else -1
+        if width != len(default_classes()):
+            raise error(
+                f"{where} records no 'classes', so key 'val' must be [N, "
+                f"{len(default_classes())}] (AFEW's), got {list(arrays['val'].shape)}"
+            )
+        return default_classes()
+    classes = arrays["classes"]
+    if classes.ndim != 1 or classes.dtype.kind not in "US" or len(set(classes.tolist())) < 2:
+        raise error(f"{where} key 'classes' must be distinct class names")
+    return tuple(str(name) for name in classes)

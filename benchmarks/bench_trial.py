@@ -57,7 +57,12 @@ def bare_loop_seconds(config: TrialConfig, data: feature_store.StorePair) -> flo
     torch.manual_seed(config.seed)
     stores = {"visual": data.visual, "audio": data.audio}
     train = build_split(stores, data.clip_ids("train"), data.labels("train"), device)
-    model = build_model(config, visual_dim=data.visual.dim, audio_dim=data.audio.dim).to(device)
+    model = build_model(
+        config,
+        visual_dim=data.visual.dim,
+        audio_dim=data.audio.dim,
+        num_classes=len(data.classes),
+    ).to(device)
     optimizer = make_optimizer(model, config)
     x_v, m_v, x_a, m_a = (
         train.x["visual"],

@@ -12,7 +12,6 @@ from avcore.lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
-        "avcore.afew": ["CLASSES"],
         "ensembling.build": ["Ensemble", "Recipe", "build", "fit"],
         "ensembling.class_weights": ["PRESETS", "ClassWeightSpec", "register", "resolve"],
         "ensembling.crossval": ["CrossValidated", "cross_validate"],

@@ -13,9 +13,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from avcore.afew import CLASSES, TRAIN_COUNTS
+from avcore.datasets import default_classes
 from avcore.metrics import per_class_recall, score
-from ensembling.class_weights import WeightContext, resolve
+from ensembling.class_weights import PRESETS, WeightContext, resolve
 from ensembling.crossval import CrossValidated, cross_validate
 from ensembling.errors import EnsembleError
 from ensembling.greedy import Selection, bagged_select, combine, evaluate, select
@@ -30,8 +30,13 @@ class Recipe(BaseModel):
     rounds: int = Field(50, ge=0, description="forward-selection rounds after the initialisation")
     init_top: int = Field(0, ge=0, description="start from the best N candidates, once each")
     objective: Literal["acc", "uar"] = Field("acc", description="what selection maximises")
-    class_weights: str = Field("none", description="a preset name or 7 comma-separated numbers")
-    train_counts: tuple[int, ...] = Field(TRAIN_COUNTS, description="train clips per class")
+    class_weights: str = Field("none", description="a preset name or one number per class")
+    train_counts: tuple[int, ...] | None = Field(
+        None, description="train clips per class; default: what the scores record"
+    )
+    classes: tuple[str, ...] = Field(
+        default_factory=default_classes, description="the scores' classes (build sets them)"
+    )
     bags: int = Field(0, ge=0, description="bagged selection over this many bags; 0 = plain")
     bag_fraction: float = Field(0.5, gt=0, le=1, description="share of candidates in each bag")
     folds: int = Field(5, ge=2, description="folds of the cross-validated estimate")
@@ -56,6 +61,12 @@ AUTO = "auto"
 AUTO_PRESETS = ("none", "sqrt-prior", "emotiw2019", "fitted")
 
 
+def weight_context(recipe: Recipe) -> WeightContext:
+    return WeightContext(
+        classes=recipe.classes, train_counts=recipe.train_counts, objective=recipe.objective
+    )
+
+
 @dataclass(frozen=True)
 class Fitted:
     selection: Selection
@@ -75,7 +86,7 @@ def fit(val_probs: np.ndarray, labels: np.ndarray, recipe: Recipe) -> Fitted:
         fitted = fit(val_probs, labels, recipe.model_copy(update={"class_weights": chosen}))
         return replace(fitted, chosen_class_weights=chosen, class_weights_cv=by_preset)
     spec = resolve(recipe.class_weights)
-    context = WeightContext(train_counts=recipe.train_counts, objective=recipe.objective)
+    context = weight_context(recipe)
     selection_weights = None if spec.fitted else spec.vector(context)
     options = dict(
         rounds=recipe.rounds,
@@ -109,7 +120,8 @@ def choose_class_weights(
     a tie goes to the earlier (simpler) one."""
     folds = min(recipe.folds, int(np.bincount(labels).max()), len(labels))
     by_preset: dict[str, float] = {}
-    for preset in AUTO_PRESETS:
+    context = weight_context(recipe)
+    for preset in (p for p in AUTO_PRESETS if PRESETS[p].applies(context)):
         candidate = recipe.model_copy(update={"class_weights": preset})
 
         def procedure(val: np.ndarray, fold_labels: np.ndarray, candidate=candidate):
@@ -119,7 +131,7 @@ def choose_class_weights(
         cv = cross_validate(val_probs, labels, procedure, folds=max(folds, 2), seed=recipe.seed)
         by_preset[preset] = cv.uar if recipe.objective == "uar" else cv.acc
     best = max(by_preset.values())
-    return next(p for p in AUTO_PRESETS if by_preset[p] >= best - 1e-12), by_preset
+    return next(p for p in by_preset if by_preset[p] >= best - 1e-12), by_preset
 
 
 @dataclass(frozen=True)
@@ -131,11 +143,11 @@ class Figures:
     recall: tuple[float, ...]
 
     @classmethod
-    def of(cls, predictions: np.ndarray, labels: np.ndarray) -> Figures:
+    def of(cls, predictions: np.ndarray, labels: np.ndarray, num_classes: int) -> Figures:
         return cls(
-            acc=score(predictions, labels, "acc", len(CLASSES)),
-            uar=score(predictions, labels, "uar", len(CLASSES)),
-            recall=tuple(float(r) for r in per_class_recall(predictions, labels, len(CLASSES))),
+            acc=score(predictions, labels, "acc", num_classes),
+            uar=score(predictions, labels, "uar", num_classes),
+            recall=tuple(float(r) for r in per_class_recall(predictions, labels, num_classes)),
         )
 
 
@@ -147,8 +159,8 @@ class Ensemble:
     recipe: Recipe
     selection: Selection
     class_weights: np.ndarray | None
-    val_probs: np.ndarray  # (N_val, 7) the ensemble's probabilities
-    test_probs: np.ndarray  # (N_test, 7)
+    val_probs: np.ndarray  # (N_val, K) the ensemble's probabilities
+    test_probs: np.ndarray  # (N_test, K)
     in_sample: Figures
     cross_validated: CrossValidated
     cross_validated_without_class_weights: CrossValidated
@@ -156,10 +168,21 @@ class Ensemble:
     best_single_figures: Figures
     chosen_class_weights: str | None = None  # what ``auto`` chose on all validation clips
     class_weights_cv: dict[str, float] | None = None
+    # The labelled test clips' figures (a fold protocol's test fold, MELD's test); None for an
+    # unlabelled test split (AFEW's).
+    test: Figures | None = None
+    best_single_test: Figures | None = None
 
 
 def build(scores: ScoreSet, recipe: Recipe) -> Ensemble:
-    """Select on all validation clips, then estimate the same procedure out of fold."""
+    """Select on all validation clips, then estimate the same procedure out of fold; report the
+    test clips where they are labelled."""
+    recipe = recipe.model_copy(
+        update={
+            "classes": scores.classes,
+            "train_counts": recipe.train_counts or scores.train_counts,
+        }
+    )
     if scores.val.shape[1] < recipe.folds:
         raise EnsembleError(
             f"{scores.val.shape[1]} validation clips cannot make {recipe.folds} folds"
@@ -194,6 +217,14 @@ def build(scores: ScoreSet, recipe: Recipe) -> Ensemble:
     # on ties, its probabilities as they are.
     single_acc = (scores.val.argmax(axis=2) == scores.labels_val).mean(axis=1)
     best_single = int(np.argmax(single_acc))
+    k = len(scores.classes)
+    labelled = scores.labels_test >= 0
+    test, best_single_test = None, None
+    if labelled.any():
+        truth = scores.labels_test[labelled]
+        test = Figures.of(test_probs[labelled].argmax(axis=1), truth, k)
+        single = scores.test[best_single][labelled].argmax(axis=1)
+        best_single_test = Figures.of(single, truth, k)
     return Ensemble(
         scores=scores,
         recipe=recipe,
@@ -201,11 +232,15 @@ def build(scores: ScoreSet, recipe: Recipe) -> Ensemble:
         class_weights=fitted.class_weights,
         val_probs=val_probs,
         test_probs=test_probs,
-        in_sample=Figures.of(val_probs.argmax(axis=1), scores.labels_val),
+        in_sample=Figures.of(val_probs.argmax(axis=1), scores.labels_val, k),
         cross_validated=cv,
         cross_validated_without_class_weights=cv_plain,
         best_single=best_single,
-        best_single_figures=Figures.of(scores.val[best_single].argmax(axis=1), scores.labels_val),
+        best_single_figures=Figures.of(
+            scores.val[best_single].argmax(axis=1), scores.labels_val, k
+        ),
         chosen_class_weights=fitted.chosen_class_weights,
         class_weights_cv=fitted.class_weights_cv,
+        test=test,
+        best_single_test=best_single_test,
     )

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from avcore import figures
-from avcore.afew import CLASSES
 
 if TYPE_CHECKING:
     from ensembling.build import Ensemble
@@ -33,7 +32,7 @@ def plot_confusion(ensemble: Ensemble, path: Path, name: str) -> Path:
     return figures.plot_confusion(
         ensemble.val_probs.argmax(axis=1),
         ensemble.scores.labels_val,
-        CLASSES,
+        ensemble.scores.classes,
         path,
         f"val (in-sample) — ensemble of {name}",
     )

@@ -1,5 +1,9 @@
 """Per-class score multipliers applied to an ensemble's probabilities (the paper re-weights every
-submission this way), as named presets or an explicit vector in AFEW class order.
+submission this way), as named presets or an explicit vector in the scores' class order.
+
+The class set is the data's (``scores.npz`` records it): ``sqrt-prior`` starts from the train
+counts the runs fitted on, ``emotiw2019`` is the paper's literal vector and valid only for AFEW's
+seven classes (refused elsewhere, in one line), an explicit vector needs one value per class.
 
 Presets live in a registry filled by ``@register``; ``resolve("sqrt-prior")`` or
 ``resolve("0.1,0.2,...")`` turns what a user typed into a ``ClassWeightSpec``; ``spec.vector(...)``
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avcore.afew import CLASSES, TRAIN_COUNTS
+from avcore.datasets import AFEW
 from avcore.metrics import score
 from ensembling.errors import ClassWeightError
 
@@ -23,10 +27,12 @@ EMOTIW2019 = (0.15, 0.097, 0.129, 0.185, 0.138, 0.082, 0.215)
 
 @dataclass(frozen=True)
 class WeightContext:
-    """What a preset may look at: train class counts and, for fitting, one ensemble's validation
-    probabilities [clips, classes] with their labels and the objective to improve."""
+    """What a preset may look at: the classes, their train counts (None when the scores record
+    none) and, for fitting, one ensemble's validation probabilities [clips, classes] with their
+    labels and the objective to improve."""
 
-    train_counts: tuple[int, ...] = TRAIN_COUNTS
+    classes: tuple[str, ...] = AFEW.classes
+    train_counts: tuple[int, ...] | None = AFEW.class_counts
     val_probs: np.ndarray | None = None
     labels: np.ndarray | None = None
     objective: str = "acc"
@@ -38,28 +44,38 @@ class Preset:
     help: str
     make: Callable[[WeightContext], np.ndarray | None]
     fitted: bool
+    # Whether the preset can serve these classes (``auto`` skips those that cannot).
+    applies: Callable[[WeightContext], bool] = lambda context: True
 
 
 PRESETS: dict[str, Preset] = {}
 
 
-def register(name: str, help: str, *, fitted: bool = False) -> Callable:
+def register(
+    name: str,
+    help: str,
+    *,
+    fitted: bool = False,
+    applies: Callable[[WeightContext], bool] | None = None,
+) -> Callable:
     """Add a preset; ``fitted`` ones need the ensemble's validation probabilities."""
 
     def wrap(make: Callable[[WeightContext], np.ndarray | None]) -> Callable:
-        PRESETS[name] = Preset(name, help, make, fitted)
+        PRESETS[name] = Preset(name, help, make, fitted, applies or (lambda context: True))
         return make
 
     return wrap
 
 
-def check_vector(values, source: str = "class weights") -> np.ndarray:
-    """A valid weight vector: 7 finite, non-negative entries, not all zero."""
+def check_vector(
+    values, source: str = "class weights", classes: tuple[str, ...] | None = None
+) -> np.ndarray:
+    """A valid weight vector: finite, non-negative entries, not all zero; one per class when
+    ``classes`` are given."""
     vector = np.asarray(values, dtype=np.float64)
-    if vector.shape != (len(CLASSES),):
-        raise ClassWeightError(
-            f"{source}: expected {len(CLASSES)} values ({', '.join(CLASSES)}), got {vector.size}"
-        )
+    if vector.ndim != 1 or (classes is not None and vector.shape != (len(classes),)):
+        expected = "a list" if classes is None else f"{len(classes)} values ({', '.join(classes)})"
+        raise ClassWeightError(f"{source}: expected {expected}, got {vector.size}")
     if not np.all(np.isfinite(vector)) or np.any(vector < 0) or not np.any(vector > 0):
         raise ClassWeightError(f"{source}: entries must be finite and >= 0, not all zero: {values}")
     return vector
@@ -70,16 +86,34 @@ def _none(context: WeightContext) -> np.ndarray | None:
     return None
 
 
-@register("emotiw2019", "the paper's submission vector " + ", ".join(map(str, EMOTIW2019)))
+@register(
+    "emotiw2019",
+    "the paper's AFEW submission vector " + ", ".join(map(str, EMOTIW2019)) + " (AFEW only)",
+    applies=lambda context: tuple(context.classes) == AFEW.classes,
+)
 def _emotiw2019(context: WeightContext) -> np.ndarray:
+    if tuple(context.classes) != AFEW.classes:
+        raise ClassWeightError(
+            f"emotiw2019 is the paper's vector for AFEW's classes ({', '.join(AFEW.classes)}); "
+            f"these scores' classes are {', '.join(context.classes)}: use sqrt-prior or fitted"
+        )
     return np.asarray(EMOTIW2019)
 
 
-@register("sqrt-prior", "square root of the train class counts, normalised to sum to one")
+@register(
+    "sqrt-prior",
+    "square root of the train class counts the runs fitted on, normalised to sum to one",
+    applies=lambda context: context.train_counts is not None,
+)
 def _sqrt_prior(context: WeightContext) -> np.ndarray:
     # The paper says its vector is "the square root of the sample numbers"; its printed vector is
     # not that of AFEW's train counts, so both are offered.
-    roots = np.sqrt(check_vector(context.train_counts, "train class counts"))
+    if context.train_counts is None:
+        raise ClassWeightError(
+            "sqrt-prior needs the train class counts, and these scores record none "
+            "(give them: --train-counts N,N,...)"
+        )
+    roots = np.sqrt(check_vector(context.train_counts, "train class counts", context.classes))
     return roots / roots.sum()
 
 
@@ -135,13 +169,15 @@ class ClassWeightSpec:
         return self.explicit is None and PRESETS[self.name].fitted
 
     def vector(self, context: WeightContext | None = None) -> np.ndarray | None:
+        context = context or WeightContext()
         if self.explicit is not None:
-            return np.asarray(self.explicit)
-        return PRESETS[self.name].make(context or WeightContext())
+            return check_vector(self.explicit, "class weights", context.classes)
+        return PRESETS[self.name].make(context)
 
 
 def resolve(text: str) -> ClassWeightSpec:
-    """``"sqrt-prior"`` (a preset) or ``"0.1,0.2,0.1,0.2,0.1,0.2,0.1"`` (a vector)."""
+    """``"sqrt-prior"`` (a preset) or ``"0.1,0.2,0.1,0.2,0.1,0.2,0.1"`` (a vector, one value
+    per class: checked against the scores' classes when it is used)."""
     text = text.strip()
     if text in PRESETS:
         return ClassWeightSpec(text)
@@ -152,7 +188,8 @@ def resolve(text: str) -> ClassWeightSpec:
             raise ClassWeightError(f"class weights {text!r}: not a list of numbers") from None
         return ClassWeightSpec("explicit", tuple(check_vector(values, f"class weights {text!r}")))
     raise ClassWeightError(
-        f"unknown class-weight preset {text!r}; known: {', '.join(PRESETS)}, or 7 comma-separated numbers"
+        f"unknown class-weight preset {text!r}; known: {', '.join(PRESETS)}, or one number per "
+        "class, comma-separated"
     )
 
 

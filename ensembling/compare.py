@@ -29,7 +29,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from avcore import guards
-from avcore.afew import TRAIN_COUNTS
 from avcore.metrics import score
 from avcore.parsing import pydantic_line
 from ensembling.build import Recipe, fit
@@ -144,12 +143,22 @@ def _procedure(spec: EnsembleSpec, scores: ScoreSet, class_weights: str) -> Proc
 
     def with_class_weights(val, labels, weights):
         ensemble = combine(val, weights)
-        context = WeightContext(train_counts=TRAIN_COUNTS, val_probs=ensemble, labels=labels)
+        context = WeightContext(
+            classes=scores.classes,
+            train_counts=scores.train_counts,
+            val_probs=ensemble,
+            labels=labels,
+        )
         return weights, weight_spec.vector(context)
 
     if spec.greedy is not None:
         eligible = _matching(scores, spec.greedy.where)
-        recipe = Recipe(rounds=spec.greedy.rounds, class_weights=class_weights)
+        recipe = Recipe(
+            rounds=spec.greedy.rounds,
+            class_weights=class_weights,
+            classes=scores.classes,
+            train_counts=scores.train_counts,
+        )
 
         def greedy(val: np.ndarray, labels: np.ndarray):
             chosen = top(val, labels, eligible, spec.greedy.top)

@@ -3,7 +3,8 @@ renamed into place):
 
 - ``ensemble.json``: members with weights, class weights, the selection trajectory, in-sample and
   cross-validated figures, the best single candidate; ``python -m ensembling show DIR`` reads it;
-- ``predictions_test.csv`` (``clip_id,emotion,p_Angry..p_Surprise``) and ``predictions_val.csv``;
+- ``predictions_test.csv`` (``clip_id,emotion`` and one ``p_<class>`` per class, in the scores'
+  class order, e.g. ``p_Angry..p_Surprise`` for AFEW) and ``predictions_val.csv``;
 - ``submission.zip``: one ``<clip_id>.txt`` per test clip holding the emotion name;
 - ``report.md``, ``confusion_val.png`` and ``trajectory.png`` (drawn by ``ensembling.charts``).
 """
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from avcore import guards
-from avcore.afew import CLASSES
+from avcore.datasets import default_classes
 from avcore.staged import staged
 from ensembling import charts
 from ensembling.build import Ensemble
@@ -48,11 +49,13 @@ def summary(ensemble: Ensemble, *, source: dict, mlflow_run_id: str | None) -> d
     ]
     best = ensemble.best_single
     cv, cv_plain = ensemble.cross_validated, ensemble.cross_validated_without_class_weights
+    classes = list(scores.classes)
     return {
         "format": FORMAT,
         "version": VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": source,
+        "classes": classes,
         "recipe": ensemble.recipe.model_dump(mode="json"),
         "class_weights": {
             "spec": ensemble.recipe.class_weights,
@@ -74,8 +77,9 @@ def summary(ensemble: Ensemble, *, source: dict, mlflow_run_id: str | None) -> d
         "in_sample": {
             "acc": ensemble.in_sample.acc,
             "uar": ensemble.in_sample.uar,
-            "recall": dict(zip(CLASSES, ensemble.in_sample.recall)),
+            "recall": dict(zip(classes, ensemble.in_sample.recall)),
         },
+        "test": _test_figures(ensemble, classes),
         "cross_validated": {
             "folds": cv.folds,
             "acc": cv.acc,
@@ -88,9 +92,24 @@ def summary(ensemble: Ensemble, *, source: dict, mlflow_run_id: str | None) -> d
             "run_id": scores.candidates[best].run_id,
             "acc": ensemble.best_single_figures.acc,
             "uar": ensemble.best_single_figures.uar,
-            "recall": dict(zip(CLASSES, ensemble.best_single_figures.recall)),
+            "recall": dict(zip(classes, ensemble.best_single_figures.recall)),
         },
         "mlflow_run_id": mlflow_run_id,
+    }
+
+
+def _test_figures(ensemble: Ensemble, classes: list[str]) -> dict | None:
+    """The labelled test clips' figures (a fold's test, MELD's test): measured, never selected
+    on. None when the test split is unlabelled (AFEW's)."""
+    if ensemble.test is None or ensemble.best_single_test is None:
+        return None
+    return {
+        "clips": int((ensemble.scores.labels_test >= 0).sum()),
+        "acc": ensemble.test.acc,
+        "uar": ensemble.test.uar,
+        "recall": dict(zip(classes, ensemble.test.recall)),
+        "best_single_acc": ensemble.best_single_test.acc,
+        "best_single_uar": ensemble.best_single_test.uar,
     }
 
 
@@ -112,6 +131,8 @@ def _auto_choice(class_weights: dict) -> str:
 def render(info: dict) -> str:
     """The markdown report of an ``ensemble.json``; ``show`` prints the same text."""
     ins, cv, best = info["in_sample"], info["cross_validated"], info["best_single"]
+    classes = info.get("classes") or list(default_classes())  # files from before classes
+    test = info.get("test")
     source = info["source"]
     where = _source_name(info)
     skipped = ", ".join(f"{n} {status}" for status, n in source.get("skipped", {}).items())
@@ -160,9 +181,22 @@ def render(info: dict) -> str:
         "|---|---|---|",
         *(
             f"| {name} | {ins['recall'][name]:.4f} | {best['recall'][name]:.4f} |"
-            for name in CLASSES
+            for name in classes
         ),
         "",
+        *(
+            [
+                f"| test ({test['clips']} labelled clips: measured, never selected on) | "
+                "accuracy (WAR) | UAR |",
+                "|---|---|---|",
+                f"| ensemble | {test['acc']:.4f} | {test['uar']:.4f} |",
+                f"| best single trial ({best['name']}) | {test['best_single_acc']:.4f} | "
+                f"{test['best_single_uar']:.4f} |",
+                "",
+            ]
+            if test
+            else []
+        ),
         "| member | weight | own val acc | run id |",
         "|---|---|---|---|",
         *(
@@ -176,11 +210,13 @@ def render(info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _probability_table(clip_ids: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+def _probability_table(
+    clip_ids: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]
+) -> pd.DataFrame:
     table = pd.DataFrame(
-        {"clip_id": clip_ids, "emotion": np.asarray(CLASSES)[probs.argmax(axis=1)]}
+        {"clip_id": clip_ids, "emotion": np.asarray(classes)[probs.argmax(axis=1)]}
     )
-    for k, name in enumerate(CLASSES):
+    for k, name in enumerate(classes):
         table[f"p_{name}"] = probs[:, k]
     return table
 
@@ -188,10 +224,13 @@ def _probability_table(clip_ids: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
 def _write_files(ensemble: Ensemble, info: dict, directory: Path) -> None:
     scores = ensemble.scores
     (directory / SUMMARY_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    test_table = _probability_table(scores.clip_ids_test, ensemble.test_probs)
+    test_table = _probability_table(scores.clip_ids_test, ensemble.test_probs, scores.classes)
+    if (scores.labels_test >= 0).any():
+        names = np.asarray([*scores.classes, ""])  # -1 (unlabelled) -> ""
+        test_table.insert(1, "label", names[scores.labels_test])
     test_table.to_csv(directory / "predictions_test.csv", index=False, float_format="%.6f")
-    val_table = _probability_table(scores.clip_ids_val, ensemble.val_probs)
-    val_table.insert(1, "label", np.asarray(CLASSES)[scores.labels_val])
+    val_table = _probability_table(scores.clip_ids_val, ensemble.val_probs, scores.classes)
+    val_table.insert(1, "label", np.asarray(scores.classes)[scores.labels_val])
     val_table.to_csv(directory / "predictions_val.csv", index=False, float_format="%.6f")
     with zipfile.ZipFile(directory / "submission.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         for clip_id, emotion in zip(test_table["clip_id"], test_table["emotion"]):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from avcore import results
+from avcore.datasets import default_classes, default_train_counts
 from avcore.results import SCORES_FILE
 from ensembling.errors import ScoresError
 
@@ -35,12 +36,24 @@ class ScoreSet:
     candidates: tuple[Candidate, ...]
     clip_ids_val: np.ndarray  # (N_val,) str
     labels_val: np.ndarray  # (N_val,) int64
-    val: np.ndarray  # (C, N_val, 7) float32
+    val: np.ndarray  # (C, N_val, K) float32
     clip_ids_test: np.ndarray  # (N_test,) str
-    test: np.ndarray  # (C, N_test, 7) float32
+    test: np.ndarray  # (C, N_test, K) float32
+    classes: tuple[str, ...] = ()  # the K columns' classes, in order
+    labels_test: np.ndarray | None = None  # (N_test,) int64, -1 where unlabelled
+    train_counts: tuple[int, ...] | None = None  # train clips per class (the first candidate's)
     experiment_id: str | None = None
     experiment_name: str | None = None
     skipped: dict[str, int] = field(default_factory=dict)  # trial runs left out, by status
+
+    def __post_init__(self) -> None:
+        # Scores from before classes were recorded are AFEW's, their test split unlabelled.
+        if not self.classes:
+            object.__setattr__(self, "classes", default_classes())
+            if self.train_counts is None:
+                object.__setattr__(self, "train_counts", default_train_counts(self.classes))
+        if self.labels_test is None:
+            object.__setattr__(self, "labels_test", np.full(len(self.clip_ids_test), -1))
 
 
 def load_scores(path: Path, name: str) -> dict[str, np.ndarray]:
@@ -72,8 +85,15 @@ def align(loaded: list[tuple[Candidate, dict[str, np.ndarray]]], **extra) -> Sco
     if not loaded:
         raise ScoresError("no score sources given")
     first, reference = loaded[0]
+    classes = tuple(reference["classes"].tolist())
     vals, tests = [], []
     for candidate, arrays in loaded:
+        theirs = tuple(arrays["classes"].tolist())
+        if theirs != classes:
+            raise ScoresError(
+                f"{candidate.name}: classes {', '.join(theirs)} differ from {first.name}'s "
+                f"{', '.join(classes)}; an ensemble combines scores of one class set"
+            )
         val_order = clip_order(
             arrays["clip_ids_val"],
             reference["clip_ids_val"],
@@ -92,8 +112,17 @@ def align(loaded: list[tuple[Candidate, dict[str, np.ndarray]]], **extra) -> Sco
                 f"{candidate.name}: clip {clip!r} has label {labels[differs][0]}, "
                 f"{first.name} says {reference['labels_val'][differs][0]}"
             )
+        test_labels = arrays["labels_test"][test_order]
+        differs = test_labels != reference["labels_test"]
+        if differs.any():
+            clip = str(reference["clip_ids_test"][differs][0])
+            raise ScoresError(
+                f"{candidate.name}: test clip {clip!r} has label {test_labels[differs][0]}, "
+                f"{first.name} says {reference['labels_test'][differs][0]}"
+            )
         vals.append(arrays["val"][val_order])
         tests.append(arrays["test"][test_order])
+    counts = reference.get("train_counts")
     return ScoreSet(
         candidates=tuple(candidate for candidate, _ in loaded),
         clip_ids_val=reference["clip_ids_val"],
@@ -101,6 +130,9 @@ def align(loaded: list[tuple[Candidate, dict[str, np.ndarray]]], **extra) -> Sco
         val=np.stack(vals),
         clip_ids_test=reference["clip_ids_test"],
         test=np.stack(tests),
+        classes=classes,
+        labels_test=reference["labels_test"],
+        train_counts=None if counts is None else tuple(int(c) for c in counts),
         **extra,
     )
 

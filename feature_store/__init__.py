@@ -26,7 +26,6 @@ __getattr__, __dir__, _lazy = lazy_exports(
     __name__,
     {
         "feature_store.store": [
-            "CLASSES",
             "SPLITS",
             "Padded",
             "Store",

@@ -62,6 +62,9 @@ def assemble_store(
             f"{out}: every clip was rejected, so there is no store to write (see above)"
         )
     meta = dict(meta)
+    spec = clips.attrs.get("spec")  # the manifest's classes and protocol (read_manifest)
+    dataset = {} if spec is None else {"dataset": spec.dataset, "protocol": spec.protocol.as_dict()}
+    protocol_columns = [name for name in ("fold", "speaker") if name in clips.columns]
     previews: list[tuple[str, np.ndarray]] = []
     faceless: int | None = None  # clips without a face in any frame; None: no faces were sought
     with StoreWriter(
@@ -69,12 +72,14 @@ def assemble_store(
         name=recipe.name or out.name,
         modality=recipe.modality,
         dim=dim,
+        **({} if spec is None else {"classes": spec.classes}),
         backbone=meta.pop("backbone", None),
         pretrain=meta.pop("pretrain", None),
         enhancement=meta.pop("enhancement", None),
         recipe=recipe.model_dump(mode="json"),
         extra={
             **meta,
+            **dataset,
             "manifest": str(Path(manifest).resolve()),
             "num_rejected": len(rejected),
         },
@@ -88,6 +93,7 @@ def assemble_store(
                 row.label,
                 result.vectors,
                 source_path=row.path,
+                **{name: getattr(row, name) for name in protocol_columns},
                 **result.info,
             )
             if result.preview is not None and len(previews) < PREVIEW_CLIPS:

@@ -1,5 +1,5 @@
 """Labelled face-image sets for ``finetune``, read from the layouts researchers have them in, with
-their label sets mapped onto this project's 7 classes (``store.CLASSES``).
+their label sets mapped onto the seven basic expressions (``CLASSES``).
 
 - a manifest CSV ``path,split,label`` (label: a class name; relative paths resolve against the
   CSV's folder): whole photos, cropped by the stores' face pipeline (``faces.FaceCropper``);
@@ -31,9 +31,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from avcore.afew import CLASSES
 from feature_store.errors import StoreError
 
+# The seven basic expressions every supported image set labels (RAF-DB's basic set, FER+ and
+# AffectNet without contempt): a fine-tuned backbone's head classifies these.
+CLASSES: tuple[str, ...] = ("Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
 _INDEX = {name.lower(): index for index, name in enumerate(CLASSES)}
 FERPLUS_FOLDERS = {"FER2013Train": "train", "FER2013Valid": "val", "FER2013Test": "test"}
 FERPLUS_VOTES = (

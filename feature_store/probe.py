@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from avcore.afew import CLASSES
 from feature_store.backbones import Backbone, make_backbone
 from feature_store.errors import StoreError
 from feature_store.recipe import load_recipe
@@ -40,14 +39,18 @@ def softmax_probe(
     *,
     l2: float = 1e-3,
     steps: int = 200,
+    num_classes: int | None = None,
 ) -> float:
     """Accuracy on ``eval`` of a multinomial logistic regression (standardised features, L2,
-    full-batch L-BFGS from zero weights: deterministic) fitted on ``train``."""
+    full-batch L-BFGS from zero weights: deterministic) fitted on ``train``; ``num_classes``
+    defaults to the largest label seen plus one."""
+    if num_classes is None:
+        num_classes = int(max(np.max(train_y), np.max(eval_y))) + 1
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
     x = torch.from_numpy((train_x - mean) / std).double()
     y = torch.from_numpy(np.asarray(train_y)).long()
-    weight = torch.zeros(x.shape[1], len(CLASSES), dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(len(CLASSES), dtype=torch.float64, requires_grad=True)
+    weight = torch.zeros(x.shape[1], num_classes, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
     solver = torch.optim.LBFGS([weight, bias], max_iter=steps, line_search_fn="strong_wolfe")
 
     def loss() -> torch.Tensor:
@@ -76,7 +79,7 @@ def image_probe(recipe_path: str | os.PathLike[str], images: str | os.PathLike[s
                 cache: str | os.PathLike[str], val_fraction: float = 0.1) -> float:  # fmt: skip
     """Probe accuracy on the test faces of an image set, trained on its train faces."""
     from feature_store.finetune.data import prepare_crops
-    from feature_store.image_sets import read_image_set
+    from feature_store.image_sets import CLASSES, read_image_set
 
     recipe = load_recipe(recipe_path)
     found = read_image_set(images, val_fraction=val_fraction)
@@ -91,6 +94,7 @@ def image_probe(recipe_path: str | os.PathLike[str], images: str | os.PathLike[s
         cached.labels[train],
         crop_features(backbone, crops[test]),
         cached.labels[test],
+        num_classes=len(CLASSES),
     )
 
 
@@ -111,7 +115,7 @@ def clips_probe(recipe_path: str | os.PathLike[str], clips: str | os.PathLike[st
             raise StoreError(f"{out}: no {name} clips to probe")
         return np.stack([store.features(c).mean(0) for c in ids]), store.labels(name)
 
-    return softmax_probe(*split("train"), *split("val"))
+    return softmax_probe(*split("train"), *split("val"), num_classes=len(store.classes))
 
 
 def finetuned_record(recipe_path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -18,17 +18,15 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
 from avcore import guards
 from avcore.parsing import pydantic_line
 from avcore.tracking import DEFAULT_URI
+from search.data_config import PublishedFigure, StoresConfig, Strict
 from search.errors import SearchConfigError
 from search.overrides import SMOKE_TEST, apply_overrides
 from search.start_points import check_start_grid, check_start_points
@@ -36,11 +34,7 @@ from search.trial_fields import FEATURE_KEYS, RESERVED_TRIAL_FIELDS, trial_confi
 from trainables.config import RENAMED_KEYS
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Range(_Strict):
+class Range(Strict):
     """A numeric interval sampled by Optuna: integers when both ends are integers."""
 
     low: int | float = Field(description="smallest value")
@@ -66,32 +60,7 @@ class Range(_Strict):
 ParamSpec = Range | list[Any]
 
 
-class StoresConfig(_Strict):
-    """Which feature stores the search draws from."""
-
-    root: Path = Field(description="folder holding visual/<variant>/ and audio/<variant>/ stores")
-    visual_feature: list[str] = Field(
-        min_length=1, description="visual store variants to search over"
-    )
-    audio_feature: list[str] = Field(
-        min_length=1, description="audio store variants to search over"
-    )
-    validate_deep: bool = Field(
-        False, description="check every store's features sha256 and NaN/Inf before the search"
-    )
-
-    @field_validator("root")
-    @classmethod
-    def _absolute(cls, root: Path) -> Path:
-        # Relative to where the search starts, and recorded so: report, confirm and refit read the
-        # same stores from any folder.
-        return Path(os.path.abspath(root.expanduser()))
-
-    def path(self, modality: Literal["visual", "audio"], variant: str) -> Path:
-        return self.root / modality / variant
-
-
-class BudgetConfig(_Strict):
+class BudgetConfig(Strict):
     """How many trials, how long, and how ASHA cuts the weak ones."""
 
     num_trials: int = Field(ge=1, description="trials Optuna proposes in total")
@@ -120,7 +89,7 @@ class BudgetConfig(_Strict):
         return self
 
 
-class ResourcesConfig(_Strict):
+class ResourcesConfig(Strict):
     """What one trial asks Ray for."""
 
     cpus: float = Field(1, gt=0, description="CPUs per trial")
@@ -135,7 +104,7 @@ class ResourcesConfig(_Strict):
         return self
 
 
-class TrackingConfig(_Strict):
+class TrackingConfig(Strict):
     """Where MLflow records the search (``MLFLOW_TRACKING_URI`` overrides ``uri``) and where its
     Optuna study lives (``search.study``)."""
 
@@ -154,7 +123,7 @@ class TrackingConfig(_Strict):
         return self
 
 
-class SearchConfig(_Strict):
+class SearchConfig(Strict):
     """One search: stores, space, fixed trial settings, budget, resources, tracking."""
 
     name: str = Field(
@@ -182,6 +151,9 @@ class SearchConfig(_Strict):
     budget: BudgetConfig
     resources: ResourcesConfig = ResourcesConfig()
     tracking: TrackingConfig = TrackingConfig()
+    published: PublishedFigure | None = Field(
+        None, description="the best published WAR/UAR to stand beside the report's (optional)"
+    )
     storage_path: str = Field(
         "ray_results", description="Ray Tune storage: a folder or an s3:// / gs:// URI"
     )

@@ -28,7 +28,7 @@ from search.outcome import SearchOutcome
 from search.plot_actor import ensure_plots
 from search.start_points import left_out
 from search.storage import experiment_path, load_search, save_search
-from search.stores import Stores, classes_of, load_stores, oracle_table
+from search.stores import Stores, classes_of, data_record, load_stores, oracle_table
 from search.study import check_new_study, load_study, with_storage
 from search.tracking import git_commit
 from search.tuner import fit, new_tuner, restore_tuner, trial_context
@@ -53,6 +53,7 @@ def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOu
         with parent_run.failing_parent(uri, parent):
             parent_run.set_driver(uri, parent, holder)
             save_search(config, parent, uri)
+            parent_run.log_data(uri, parent, data_record(stores))
             ui_link.ensure_view(uri, experiment_id, parent)
             print(
                 f"search {config.name}: MLflow {uri}, experiment {config.experiment!r}, "

@@ -90,6 +90,11 @@ def start_parent_run(uri: str, experiment_id: str, config: Any, commit: str) -> 
     return run_id
 
 
+def log_data(uri: str, run_id: str, record: dict[str, Any]) -> None:
+    """The search's data as ``data.json`` (dataset, classes, protocol, the fold's val carve)."""
+    client(uri).log_dict(run_id, record, "data.json")
+
+
 def find_parent_run(uri: str, experiment_id: str, search: str) -> str | None:
     """The latest parent run of the search ``search`` in the experiment."""
     runs = client(uri).search_runs(

@@ -10,8 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import feature_store
 from feature_store.store import Store, StorePair
+from feature_store.store.protocol import dataset_of, fold_view, protocol_of
 from search.config import SearchConfig
 from search.errors import SearchError
 
@@ -30,11 +33,43 @@ def load_stores(config: SearchConfig) -> Stores:
                 raise SearchError(
                     f"{store.path}: is a {store.modality} store, listed as {modality}"
                 )
-            stores[modality][variant] = store
+            stores[modality][variant] = split_for_search(store, config)
     for visual in stores["visual"].values():
         for audio in stores["audio"].values():
             feature_store.pair(visual, audio)  # PairError names the first clip that differs
     return {m: {v: s.load() for v, s in by_variant.items()} for m, by_variant in stores.items()}
+
+
+def split_for_search(store: Store, config: SearchConfig) -> Store:
+    """A fixed store as it is; a fold store as ``stores.fold``'s view (test = that fold, val
+    carved from the others with the search's seed)."""
+    protocol = protocol_of(store)
+    fold = config.stores.fold
+    if protocol.has_folds and fold is None:
+        raise SearchError(
+            f"{store.path}: a {protocol.kind} protocol with {protocol.folds} folds: name the test "
+            f"fold with stores.fold (1..{protocol.folds}), e.g. --set stores.fold=1"
+        )
+    if not protocol.has_folds:
+        if fold is not None:
+            raise SearchError(
+                f"{store.path}: its protocol is fixed (the dataset's own splits): drop stores.fold"
+            )
+        return store
+    return fold_view(store, fold, val_fraction=config.stores.val_fraction, seed=config.seed)
+
+
+def data_record(stores: Stores) -> dict[str, Any]:
+    """What the search's data is (logged as the parent run's ``data.json``): the dataset, its
+    ordered classes, the protocol and, for a fold, what its view carved as validation."""
+    store = next(iter(stores["visual"].values()))
+    return {
+        "dataset": dataset_of(store),
+        "classes": store.classes,
+        "protocol": protocol_of(store).as_dict(),
+        "view": store.meta.get("view"),
+        "train_counts": np.bincount(store.labels("train"), minlength=len(store.classes)).tolist(),
+    }
 
 
 def classes_of(stores: Stores) -> list[str]:

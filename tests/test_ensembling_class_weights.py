@@ -9,12 +9,13 @@ from avcore.metrics import score
 from ensembling.class_weights import (
     EMOTIW2019,
     PRESETS,
-    TRAIN_COUNTS,
     WeightContext,
     check_vector,
     fit,
     resolve,
 )
+from avcore.afew import TRAIN_COUNTS
+from avcore.datasets import AFEW
 from ensembling.errors import ClassWeightError
 
 K = 7
@@ -58,7 +59,6 @@ def test_explicit_vector():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("1,2,3", "expected 7 values"),
         ("1,2,3,4,5,6,-7", ">= 0"),
         ("0,0,0,0,0,0,0", "not all zero"),
         ("1,2,3,4,5,6,nan", ">= 0"),
@@ -69,6 +69,36 @@ def test_explicit_vector():
 def test_bad_class_weights_are_one_clear_error(text, message):
     with pytest.raises(ClassWeightError, match=message):
         resolve(text)
+
+
+def test_a_vector_needs_one_value_per_class_of_the_scores():
+    with pytest.raises(ClassWeightError, match="expected 7 values"):
+        resolve("1,2,3").vector()
+    mafw = tuple(f"c{k}" for k in range(11))
+    spec = resolve(",".join(["1"] * 11))
+    assert spec.vector(WeightContext(classes=mafw, train_counts=None)).shape == (11,)
+    with pytest.raises(ClassWeightError, match=r"expected 11 values \(c0, c1"):
+        resolve("1,2,3,4,5,6,7").vector(WeightContext(classes=mafw, train_counts=None))
+
+
+MAFW = (
+    "anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise", "contempt",
+    "anxiety", "helplessness", "disappointment",
+)  # fmt: skip
+
+
+def test_presets_on_another_class_set_read_its_own_counts_and_refuse_the_afew_vector():
+    counts = tuple(range(1, 12))
+    context = WeightContext(classes=MAFW, train_counts=counts)
+    roots = np.sqrt(counts)
+    np.testing.assert_allclose(resolve("sqrt-prior").vector(context), roots / roots.sum())
+    with pytest.raises(ClassWeightError, match="emotiw2019 is the paper's vector for AFEW") as info:
+        resolve("emotiw2019").vector(context)
+    assert "anger, disgust" in str(info.value) and "\n" not in str(info.value)
+    assert not PRESETS["emotiw2019"].applies(context)
+    assert PRESETS["emotiw2019"].applies(WeightContext(classes=AFEW.classes))
+    with pytest.raises(ClassWeightError, match="record none"):
+        resolve("sqrt-prior").vector(WeightContext(classes=MAFW, train_counts=None))
 
 
 def test_wrong_train_counts_are_an_error():

@@ -186,7 +186,10 @@ def test_scores_and_config_files(stores, tmp_path):
     result = train_trial({**FAST, "epochs": 1}, stores)
     path = result.save_scores(tmp_path / "out" / "scores.npz")
     with np.load(path, allow_pickle=False) as scores:
-        assert set(scores.files) == {"clip_ids_val", "val", "labels_val", "clip_ids_test", "test"}
+        assert set(scores.files) == {
+            *("clip_ids_val", "val", "labels_val", "clip_ids_test", "test"),
+            *("classes", "labels_test", "train_counts"),
+        }
         assert scores["clip_ids_val"].dtype.kind == "U"
         assert scores["labels_val"].dtype == np.int64
     config_path = result.save_config(tmp_path / "out" / "config.yaml")

@@ -1,6 +1,6 @@
 """The full model: visual attention -> audio attention -> fusion -> dropout -> classifier.
 
-``build_model(config, visual_dim=512, audio_dim=256)`` gives the audio-visual model of the paper;
+``build_model(config, visual_dim=512, audio_dim=256, num_classes=7)`` gives the audio-visual model of the paper;
 leave one dim out (``None``) for the single-modality model (attention -> dropout -> classifier),
 which the paper also reports (e.g. audio alone, 38 % on AFEW val).
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from avcore.afew import NUM_CLASSES
 from trainables.attention import ATTENTIONS, Pooling
 from trainables.config import TrialConfig
 from trainables.errors import ConfigError
@@ -25,7 +24,7 @@ class EmotionModel(nn.Module):
         *,
         visual_dim: int | None,
         audio_dim: int | None,
-        num_classes: int = NUM_CLASSES,
+        num_classes: int,
     ) -> None:
         super().__init__()
         if visual_dim is None and audio_dim is None:
@@ -69,6 +68,6 @@ def build_model(
     *,
     visual_dim: int | None = None,
     audio_dim: int | None = None,
-    num_classes: int = NUM_CLASSES,
+    num_classes: int,
 ) -> EmotionModel:
     return EmotionModel(config, visual_dim=visual_dim, audio_dim=audio_dim, num_classes=num_classes)

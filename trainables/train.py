@@ -27,7 +27,7 @@ from trainables.errors import TrialDataError
 from trainables.evaluate import attention_sample, predict_logits, val_figures
 from trainables.model import EmotionModel, build_model
 from trainables.optim import loss_weights, make_optimizer, make_schedule
-from trainables.result import TrialResult, final_metrics, score_arrays
+from trainables.result import TrialResult, final_metrics, score_arrays, test_figures
 from trainables.tensors import SplitTensors, build_split, model_inputs, stores_of
 
 FIT_ON = (("train",), ("train", "val"))
@@ -57,7 +57,8 @@ def train_trial(
             raise TrialDataError(
                 f"{where}: no {split} clips, so nothing to {'fit' if split == 'train' else 'score'}"
             )
-    num_classes = len(next(iter(stores.values())).classes)
+    classes = next(iter(stores.values())).classes
+    num_classes = len(classes)
 
     started = time.perf_counter()
     with (
@@ -111,10 +112,11 @@ def train_trial(
         test_probs = torch.softmax(predict_logits(model, test, config, eval_batch), dim=1)
         attention = attention_sample(model, val, config)
 
-    scores = score_arrays(val, val_probs, test, test_probs)
-    return TrialResult(
-        config, history, final_metrics(history, config.epochs), scores, attention, timing
+    scores = score_arrays(
+        val, val_probs, test, test_probs, classes=classes, train_labels=train.labels
     )
+    metrics = {**final_metrics(history, config.epochs), **test_figures(scores, num_classes)}
+    return TrialResult(config, history, metrics, scores, attention, timing)
 
 
 class _Epoch:

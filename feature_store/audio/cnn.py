@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from avcore.afew import CLASSES
+from avcore.datasets import default_classes
 
 FEATURE_DIM = 256  # channels of AlexNet's last pooling map
 
@@ -58,7 +58,7 @@ class AlexNet(nn.Module):
     def __init__(
         self,
         in_channels: int = 1,
-        num_classes: int = len(CLASSES),
+        num_classes: int = len(default_classes()),
         *,
         fc_dim: int = 4096,
         dropout: float = 0.5,

@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from avcore.afew import CLASSES
 from avcore.progress import progress as show_progress
 from feature_store.audio.checkpoint import checkpoint_config, load_weights, save_checkpoint
 from feature_store.audio.cnn import AlexNet
@@ -132,9 +131,13 @@ def train_audio(
         raise StoreError(f"--epochs must be at least 1, got {epochs}")
     out = Path(out)
     clips = read_manifest(manifest)
+    classes = clips.attrs["spec"].classes
     train_clips, val_clips = clips[clips["split"] == "train"], clips[clips["split"] == "val"]
     if train_clips.empty or val_clips.empty:
-        raise StoreError(f"{manifest}: train-audio needs train and val clips (labels)")
+        raise StoreError(
+            f"{manifest}: train-audio needs train and val clips (labels); a fold protocol's "
+            "manifest lists every clip as train: write one with the val clips you choose"
+        )
     tracking = start_mlflow(spec.experiment)  # a dead server stops us before any work
     train, train_silent = load_segments(train_clips, recipe, workers=workers, desc="train clips")
     val, val_silent = load_segments(val_clips, recipe, workers=workers, desc="val clips")
@@ -144,7 +147,9 @@ def train_audio(
         log(f"left out {len(train_silent) + len(val_silent)} clip(s) without an audio track")
     torch.manual_seed(spec.seed)
     device = resolve_device(recipe.device)
-    model = AlexNet(train.segments.shape[1], fc_dim=recipe.fc_dim).to(device)
+    model = AlexNet(train.segments.shape[1], num_classes=len(classes), fc_dim=recipe.fc_dim).to(
+        device
+    )
     if spec.init_weights is not None:
         load_weights(model, spec.init_weights, head=False)
     best: dict[str, Any] = {"best_val_acc": -1.0, "best_epoch": 0}
@@ -189,7 +194,7 @@ def train_audio(
                     model,
                     config=checkpoint_config(recipe),
                     in_channels=int(train.segments.shape[1]),
-                    classes=list(CLASSES),
+                    classes=list(classes),
                     epoch=epoch,
                     val_acc=float(row["val_acc"]),
                     recipe=recipe.name,

@@ -17,7 +17,6 @@ Everything public is importable from ``feature_store.store`` (and the common nam
 
 from __future__ import annotations
 
-from avcore.afew import CLASSES
 from feature_store.store.format import (
     CLIPS_FILE,
     FEATURES_FILE,
@@ -34,7 +33,6 @@ from feature_store.store.reader import Padded, Store, open_store
 from feature_store.store.writer import StoreWriter, check_out, write_store
 
 __all__ = [
-    "CLASSES",
     "CLIPS_FILE",
     "FEATURES_FILE",
     "FORMAT",

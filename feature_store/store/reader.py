@@ -144,8 +144,10 @@ class Store:
 
     def __reduce__(self):
         array = self.array
-        if isinstance(array, np.memmap):
+        if isinstance(array, np.memmap) and "view" not in self.meta:
             return (open_store, (str(self.path),))
+        if isinstance(array, np.memmap):  # a fold view: the same map, its own clip table
+            return (_reopen_view, (str(self.path), self.meta, self.clips))
         return (Store, (self.path, self.meta, self.clips, array, self.deep_validated))
 
     # -- checks -------------------------------------------------------------------------------
@@ -155,6 +157,11 @@ class Store:
             check_hash(self.path, self.meta, name, required=True)
         check_finite(self.path, self.array, self.clips, self._offsets, self._lengths)
         self.deep_validated = True
+
+
+def _reopen_view(path: str, meta: dict[str, Any], clips: pd.DataFrame) -> Store:
+    store = open_store(path)
+    return Store(store.path, meta, clips, store.array, store.deep_validated)
 
 
 def open_store(path: str | os.PathLike[str]) -> Store:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from avcore import guards
-from avcore.afew import CLASSES
+from avcore.datasets import default_classes
 from feature_store.errors import StoreError, StoreExistsError
 from feature_store.store.format import (
     CLIPS_FILE,
@@ -52,7 +52,7 @@ class StoreWriter:
         modality: str,
         dim: int,
         dtype: str = "float32",
-        classes: Sequence[str] = CLASSES,
+        classes: Sequence[str] | None = None,
         backbone: str | None = None,
         pretrain: str | None = None,
         enhancement: str | None = None,
@@ -65,6 +65,7 @@ class StoreWriter:
             raise StoreError(f"modality must be one of {MODALITIES}, got {modality!r}")
         if dim <= 0:
             raise StoreError(f"dim must be positive, got {dim}")
+        classes = default_classes() if classes is None else classes
         if len(classes) != len(set(classes)):
             raise StoreError(f"classes must be distinct, got {list(classes)}")
         check_out(self.path, force=force)
