@@ -42,6 +42,9 @@ KIND, STATUS, SEARCH, TRIAL_ID = (
 PARENT = "mlflow.parentRunId"
 CONFIRMS, REFITS, SEED = "avfusion.confirms", "avfusion.refits", "avfusion.seed"
 DRIVER = "avfusion.driver"
+# A confirm run on one fold of a fold protocol (``search confirm --folds``): the fold whose clips
+# were its test; its val part carved from the other folds with the search's seed.
+FOLD = "avfusion.fold"
 TUNE_TRIAL_ID = "avfusion.tune_trial_id"
 # An ensemble run's members: their run ids and run names, comma-separated in weight order.
 MEMBERS, MEMBER_NAMES = "avfusion.members", "avfusion.member_names"

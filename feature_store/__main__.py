@@ -86,7 +86,13 @@ def _run_build(args: argparse.Namespace) -> int:
     from feature_store.inspect import counts
     from feature_store.matrix_build import build_stores
 
-    options = dict(workers=args.workers, skip_bad=args.skip_bad, use_ray=args.ray, force=args.force)
+    options = dict(
+        workers=args.workers,
+        skip_bad=args.skip_bad,
+        use_ray=args.ray,
+        force=args.force,
+        classes=args.classes,
+    )
     if len(args.recipe) > 1 or args.per_recipe:
         stores = list(build_stores(args.manifest, args.recipe, args.out, **options).values())
     else:
@@ -115,7 +121,12 @@ def _run_train_audio(args: argparse.Namespace) -> int:
     from feature_store.audio.train import train_audio
 
     result = train_audio(
-        args.manifest, args.recipe, args.out, epochs=args.epochs, workers=args.workers
+        args.manifest,
+        args.recipe,
+        args.out,
+        epochs=args.epochs,
+        workers=args.workers,
+        classes=args.classes,
     )
     print(
         f"{args.out}: best val accuracy {result['best_val_acc']:.3f} at epoch "

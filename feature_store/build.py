@@ -27,6 +27,7 @@ which shares those parts.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from feature_store.assemble import assemble_store, no_face_warning, without_face
@@ -50,12 +51,13 @@ def build_store(
     use_ray: bool = False,
     force: bool = False,
     progress: bool = True,
+    classes: Sequence[str] | None = None,
 ) -> Store:
     """Build the store at ``out`` from every clip of ``manifest`` with the recipe; resumable."""
     out = Path(out)
     check_out(out, force=force)  # before any clip: --force replaces only a store
     check_workers(workers)
-    clips = read_manifest(manifest)
+    clips = read_manifest(manifest, classes=classes)
     recipe = load_recipe(recipe_path)
     # Built here first: a recipe or weights problem stops the build before any clip is touched,
     # and dim/meta come from it.

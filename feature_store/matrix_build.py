@@ -93,6 +93,7 @@ def build_stores(
     force: bool = False,
     progress: bool = True,
     stats: dict[str, float] | None = None,
+    classes: Sequence[str] | None = None,
 ) -> dict[str, Store]:
     """Build ``ROOT/<stem>/`` for every recipe from the clips of ``manifest``; resumable.
     ``stats``, when given, receives the visual stages' seconds and frames (for benchmarks)."""
@@ -109,7 +110,7 @@ def build_stores(
             f"{root}: already holds the store(s) {', '.join(existing)}; refusing to overwrite "
             "(use --force, or leave their recipes out)"
         )
-    clips = read_manifest(manifest)
+    clips = read_manifest(manifest, classes=classes)
     built: dict[str, Store] = {}
     visual = {s.name: s for s in stores if isinstance(s.recipe, VisualRecipe)}
     if visual:

@@ -8,7 +8,19 @@ import argparse
 
 
 def add_manifest(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--manifest", required=True, help="CSV with clip_id,path,split,label")
+    parser.add_argument(
+        "--manifest",
+        required=True,
+        help="CSV with clip_id,path,split,label[,fold,speaker]; its classes and protocol from the "
+        "MANIFEST.yaml beside it (python -m feature_store manifest writes both)",
+    )
+    parser.add_argument(
+        "--classes",
+        type=lambda text: [name.strip() for name in text.split(",")],
+        default=None,
+        help="A,B,C: the ordered classes of a manifest without a YAML (default: AFEW's seven, "
+        "when its labels fit them)",
+    )
 
 
 def add_workers(parser: argparse.ArgumentParser, help: str, *, flag: str = "--workers") -> None:

@@ -180,12 +180,31 @@ def _add_confirm(parser: argparse.ArgumentParser) -> None:
     _add_status(parser)
     parser.add_argument("--top", type=int, default=5, help="the K best finished trials (5)")
     parser.add_argument("--seeds", type=int, default=3, help="fresh seeds per trial (3)")
+    parser.add_argument(
+        "--folds",
+        default=None,
+        help="a fold protocol: train on these folds (all, or 1,3), report test WAR/UAR per fold",
+    )
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
 
 
 def _run_confirm(args: argparse.Namespace) -> int:
-    from search.retrain import confirm_search, format_confirmed
+    from search.retrain import confirm_folds, confirm_search, format_confirmed
 
+    if args.folds is not None:
+        from search.folds import format_folds
+
+        by_fold = confirm_folds(
+            args.name,
+            top=args.top,
+            seeds=args.seeds,
+            folds=args.folds,
+            tracking_uri=args.tracking_uri,
+            num_cpus=args.num_cpus,
+        )
+        print("test WAR / UAR (%) per fold, mean over seeds; mean ± std over folds")
+        print("\n".join(format_folds(by_fold)))
+        return 0
     results = confirm_search(
         args.name,
         top=args.top,

@@ -21,6 +21,7 @@ from avcore.results import (
     EPOCHS_DONE,
     FAILED,
     FINISHED,
+    FOLD,
     INTERRUPTED,
     KIND,
     PARENT,
@@ -169,6 +170,8 @@ def confirmed_trials(uri: str, experiment_id: str, parent_run_id: str, table) ->
     )
     by_trial: dict[str, list[float]] = {}
     for run in runs:
+        if FOLD in run.data.tags:  # another fold's val part: not a seed of this search's val
+            continue
         by_trial.setdefault(run.data.tags[CONFIRMS], []).append(run.data.metrics["val_acc"])
     rows = table.set_index("run_id")
     found = [

@@ -19,6 +19,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from avcore.results import (
     read_scores,
 )
 from search.errors import TrackingError
+from search.folds import FoldResult, fold_results, format_folds, published_figure
 from search.leaderboard import Confirmed, confirmed_trials
 from search.outcome import SearchOutcome
 from search.tracking import client as mlflow_client
@@ -119,9 +121,11 @@ class Report:
     alone: dict[tuple[str, str], Cell]  # (modality, variant) -> a single-modality baseline
     trials: int
     confirmed: list[Confirmed]  # the trials `confirm` retrained, best mean first
+    folds: list[FoldResult]  # the configurations `confirm --folds` trained on every fold
+    published: Any = None  # the search config's published figure, if any
 
 
-def build_report(outcome: SearchOutcome) -> Report:
+def build_report(outcome: SearchOutcome, published: Any = None) -> Report:
     table, oracle = outcome.leaderboard, outcome.oracle
     fused = table[table["modality"] == "both"]
     attentions = _ordered(fused["visual_attention"])
@@ -163,6 +167,8 @@ def build_report(outcome: SearchOutcome) -> Report:
         _mark_similar(alone, hits),
         len(table),
         confirmed_trials(outcome.tracking_uri, outcome.experiment_id, outcome.parent_run_id, table),
+        fold_results(outcome.tracking_uri, outcome.experiment_id, outcome.parent_run_id, table),
+        published,
     )
 
 
@@ -222,6 +228,17 @@ def render(report: Report, name: str) -> str:
                 f"| {c.label} ({c.run_id[:8]}) | {c.mean:.4f} | {c.std:.4f} | {len(c.values)} "
                 f"| {listed} |"
             )
+    if report.folds:
+        lines += [
+            "",
+            "## Over folds: test WAR / UAR (%) per fold (`search confirm --folds`)",
+            "",
+            "Each fold's figure: the configuration trained on the other folds (its val part carved "
+            "from them with the search's seed), measured once on the fold's test clips, the mean "
+            "over its seeds; then mean ± std over folds.",
+            "",
+            *format_folds(report.folds, report.published),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -262,7 +279,7 @@ def plot_table2(report: Report, path: Path, name: str) -> Path:
 def write_report(outcome: SearchOutcome, out: Path | None = None) -> tuple[str, Path]:
     """Build, write (``out`` or a temporary folder) and log to the parent run; returns the text
     and the folder it was written to."""
-    report = build_report(outcome)
+    report = build_report(outcome, published_figure(outcome))
     text = render(report, outcome.name)
     folder = out or Path(tempfile.mkdtemp(prefix="search-report-"))
     folder.mkdir(parents=True, exist_ok=True)

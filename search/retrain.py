@@ -10,6 +10,12 @@ as an MLflow child run of the search tagged ``avfusion.kind=confirm`` and
 its original seed and the new ones, with the standard deviation; ``report`` and ``ensembling``
 read the same runs.
 
+``python -m search confirm NAME --top K --folds all`` (a fold protocol: DFEW, MAFW, RAVDESS,
+CREMA-D): each configuration trained on every fold (``--folds 1,3`` some), ``--seeds`` seeds
+each, its val part carved from that fold's training clips with the search's seed, its figures
+those of the fold's test clips; child runs tagged ``avfusion.fold=k``. ``search.folds`` prints
+WAR and UAR per fold and their mean ± std over folds; ``search report`` prints them too.
+
 ``python -m search refit NAME --top K``: as the paper's submissions 1-3, each of the K best
 configurations is trained on train + val for the epochs chosen on val (the epoch of its best
 val_acc in the search), with its own seed, as a child run tagged ``avfusion.kind=refit`` and
@@ -26,15 +32,17 @@ from typing import Any
 
 import yaml
 
-from avcore.results import CONFIRM, CONFIRMS, FINISHED, REFIT, REFITS, SEED
+from avcore.results import CONFIRM, CONFIRMS, FINISHED, FOLD, REFIT, REFITS, SEED
+from feature_store.store.protocol import protocol_of
 from search.cluster import check_tracking_reach, init_ray
 from search.config import config_from_dict
 from search.errors import SearchError
+from search.folds import FoldResult
 from search.leaderboard import Confirmed
 from search.outcome import search_status
 from search.plot_actor import draw_plots
 from search.recorder import TrialRecorder
-from search.stores import load_stores, trial_data
+from search.stores import fold_stores, load_stores, trial_data
 from search.tracking import TrackingContext, client, git_commit
 from trainables.config import trial_label
 
@@ -48,22 +56,31 @@ def _retrain(
     context: TrackingContext,
     of_run: str,
     kind: str,
-) -> float:
-    """One retrain on whichever node Ray places it; its MLflow run is complete when this returns."""
+    view: tuple[int, float, int] | None = None,
+) -> float | tuple[float, float]:
+    """One retrain on whichever node Ray places it; its MLflow run is complete when this returns.
+    ``view`` (fold, val fraction, seed): train on that fold's view and return its test WAR, UAR."""
     from trainables.config import validate_config
     from trainables.train import train_trial
 
     config = validate_config(trial_config, where=f"{kind} trial config")
+    if view is not None:
+        stores = fold_stores(stores, *view)
     data = trial_data(stores, *features)
     present = {k: v for k, v in zip(("visual_feature", "audio_feature"), features) if v}
     link = CONFIRMS if kind == CONFIRM else REFITS
     what = f"seed {config.seed}" if kind == CONFIRM else f"{config.epochs} epochs on train+val"
+    on_fold = "" if view is None else f"-fold{view[0]}"
     recorder = TrialRecorder(
         context,
-        trial_id=f"{of_run[:8]}-{kind}-{config.seed}",
-        run_name=f"{config.label(*features)} {kind} {what}",
+        trial_id=f"{of_run[:8]}-{kind}{on_fold}-{config.seed}",
+        run_name=f"{config.label(*features)} {kind}{on_fold.replace('-', ' ')} {what}",
         params={**config.used(), **present},
-        tags={link: of_run, SEED: str(config.seed)},
+        tags={
+            link: of_run,
+            SEED: str(config.seed),
+            **({} if view is None else {FOLD: str(view[0])}),
+        },
         config_yaml=yaml.safe_dump(config.model_dump(), sort_keys=False),
         kind=kind,
     )
@@ -76,6 +93,8 @@ def _retrain(
         raise
     # The same PNGs as a search trial's; drawn here, in the task, since no plotter serves retrains.
     draw_plots(context.uri, recorder.run_id, list(data.classes))
+    if view is not None:
+        return float(result.metrics["test_acc"]), float(result.metrics["test_uar"])
     return float(result.metrics["val_acc"])
 
 
@@ -90,6 +109,8 @@ class _Retraining:
     stores: Any
     context: TrackingContext
     remote: Any
+    config: Any  # the search's SearchConfig
+    folds: int  # the protocol's folds; 0 for a fixed protocol
 
 
 def _prepare(name: str, top: int, tracking_uri: str | None, num_cpus: int | None) -> _Retraining:
@@ -125,7 +146,8 @@ def _prepare(name: str, top: int, tracking_uri: str | None, num_cpus: int | None
         outcome.tracking_uri, outcome.experiment_id, outcome.parent_run_id, name, git_commit()
     )
     remote = ray.remote(num_cpus=config.resources.cpus, num_gpus=config.resources.gpu)(_retrain)
-    return _Retraining(outcome, best, configs, ray.put(stores), context, remote)
+    folds = protocol_of(next(iter(stores["visual"].values()))).folds
+    return _Retraining(outcome, best, configs, ray.put(stores), context, remote, config, folds)
 
 
 def confirm_search(
@@ -156,6 +178,67 @@ def confirm_search(
         label = trial_label(row._asdict())
         results.append(Confirmed(row.run_id, label, float(row.val_acc), values))
     return sorted(results, key=lambda c: -c.mean)
+
+
+def confirm_folds(
+    name: str,
+    *,
+    top: int,
+    seeds: int,
+    folds: str,
+    tracking_uri: str | None = None,
+    num_cpus: int | None = None,
+) -> list[FoldResult]:
+    """Train the ``top`` best configurations on each fold of ``folds`` (``all`` or ``1,3``),
+    ``seeds`` seeds each; returns their WAR/UAR per fold, best mean WAR first."""
+    import ray
+
+    if seeds < 1:
+        raise SearchError(f"--seeds must be >= 1, got {seeds}")
+    job = _prepare(name, top, tracking_uri, num_cpus)
+    count = job.folds
+    if not count:
+        raise SearchError(
+            f"search {name!r} runs on a fixed protocol (the dataset's own splits): it has no folds"
+        )
+    chosen = parse_folds(folds, count)
+    stores = job.config.stores
+    pending = [
+        (
+            row,
+            fold,
+            job.remote.remote(
+                {**job.configs[row.run_id], "seed": SEED_OFFSET + k},
+                (row.visual_feature, row.audio_feature),
+                job.stores,
+                job.context,
+                row.run_id,
+                CONFIRM,
+                (fold, stores.val_fraction, job.config.seed),
+            ),
+        )
+        for row in job.best.itertuples()
+        for fold in chosen
+        for k in range(1, seeds + 1)
+    ]
+    results: dict[str, FoldResult] = {}
+    for row, fold, ref in pending:
+        result = results.setdefault(row.run_id, FoldResult(row.run_id, trial_label(row._asdict())))
+        result.runs.setdefault(fold, []).append(ray.get(ref))
+    return sorted(results.values(), key=lambda r: -r.summary()[0])
+
+
+def parse_folds(text: str, count: int) -> list[int]:
+    """``all`` -> 1..count; ``1,3`` -> [1, 3]; anything else one line."""
+    if text.strip().lower() == "all":
+        return list(range(1, count + 1))
+    try:
+        folds = sorted({int(part) for part in text.split(",")})
+    except ValueError:
+        raise SearchError(f"--folds {text!r}: expected 'all' or fold numbers like 1,3") from None
+    if not folds or folds[0] < 1 or folds[-1] > count:
+        raise SearchError(f"--folds {text!r}: this protocol has folds 1..{count}")
+    return folds
 
 
 def refit_search(

@@ -59,6 +59,21 @@ def split_for_search(store: Store, config: SearchConfig) -> Store:
     return fold_view(store, fold, val_fraction=config.stores.val_fraction, seed=config.seed)
 
 
+def fold_stores(stores: Stores, fold: int, val_fraction: float, seed: int) -> Stores:
+    """The loaded stores re-split for ``fold`` (the features shared, not copied)."""
+    views = {
+        modality: {
+            variant: fold_view(store, fold, val_fraction=val_fraction, seed=seed)
+            for variant, store in by_variant.items()
+        }
+        for modality, by_variant in stores.items()
+    }
+    for visual in views["visual"].values():
+        for audio in views["audio"].values():
+            feature_store.pair(visual, audio)
+    return views
+
+
 def data_record(stores: Stores) -> dict[str, Any]:
     """What the search's data is (logged as the parent run's ``data.json``): the dataset, its
     ordered classes, the protocol and, for a fold, what its view carved as validation."""

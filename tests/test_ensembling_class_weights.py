@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from avcore.afew import TRAIN_COUNTS
+from avcore.datasets import AFEW
 from avcore.metrics import score
 from ensembling.class_weights import (
     EMOTIW2019,
@@ -14,8 +16,6 @@ from ensembling.class_weights import (
     fit,
     resolve,
 )
-from avcore.afew import TRAIN_COUNTS
-from avcore.datasets import AFEW
 from ensembling.errors import ClassWeightError
 
 K = 7

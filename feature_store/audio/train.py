@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,7 @@ def train_audio(
     workers: int = 1,
     progress: bool = True,
     log=print,
+    classes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Train the recipe's AlexNet on the train split, keep the best-val-accuracy checkpoint at
     ``out``; returns ``{best_val_acc, best_epoch, run_id, history}``."""
@@ -130,7 +131,7 @@ def train_audio(
     if epochs < 1:
         raise StoreError(f"--epochs must be at least 1, got {epochs}")
     out = Path(out)
-    clips = read_manifest(manifest)
+    clips = read_manifest(manifest, classes=classes)
     classes = clips.attrs["spec"].classes
     train_clips, val_clips = clips[clips["split"] == "train"], clips[clips["split"] == "val"]
     if train_clips.empty or val_clips.empty:
