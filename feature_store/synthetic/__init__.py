@@ -1,15 +1,19 @@
-"""The planted benchmark: AFEW-shaped feature stores whose best possible accuracy is known exactly.
+"""The planted benchmark: feature stores shaped like a dataset (AFEW by default) whose best
+possible accuracy is known exactly.
 
-    python -m feature_store synth --out data/demo [--scale 1] [--seed 0]
+    python -m feature_store synth --out data/demo [--dataset afew] [--scale 1] [--seed 0]
 
 writes ``data/demo/visual/<variant>/`` (basic, f-mean, f-meanstd, f-normfft, f-ar-mean) and
-``data/demo/audio/<variant>/`` (spectrogram, logmel), plus ``data/demo/planted.json``.
+``data/demo/audio/<variant>/`` (spectrogram, logmel), plus ``data/demo/planted.json``. The
+dataset (``avcore.datasets``: afew, and the others registered there) gives the K classes, their
+frequencies, the clip counts and the protocol (``shape``): fixed splits as AFEW's, or every clip
+in ``train`` with a stratified ``fold`` column (and ``speaker``) for fold protocols.
 
 The generative model (every clip draws its latents once; every variant observes them):
 
-1. the label ``y`` from AFEW's class proportions; the *evidence class* the clip actually shows,
-   equal to ``y`` with probability ``label_agreement`` and otherwise any other class (AFEW's
-   labels are ambiguous too: this caps every accuracy); a sign ``s`` = ±1 (fair coin); a number
+1. the label ``y`` from the dataset's class proportions; the *evidence class* the clip actually
+   shows, equal to ``y`` with probability ``label_agreement`` and otherwise any other class
+   (AFEW's labels are ambiguous too: this caps every accuracy); a sign ``s`` = ±1 (fair coin); a number
    of face frames (a few clips have none) and of audio vectors;
 2. a frame is *informative* with probability ``frame_rate``: its mean is
    ``fixed_e + s · flip_e`` plus a salience marker. Otherwise it is a *distractor* showing a random
@@ -32,7 +36,8 @@ small mixtures: the Bayes-optimal (oracle) accuracy of each variant alone and of
 each visual × audio pair is computed from it and stored in ``store.json``.
 
 The package's jobs: ``params`` (the generator's parameters), ``latents`` (the draws), ``oracle``
-(the exact posterior and oracle accuracies), ``write`` (the stores and ``planted.json``), ``cli``
+(the exact posterior and oracle accuracies, per fold for fold protocols), ``shape`` (the
+dataset's classes, splits, folds and speakers), ``write`` (the stores and ``planted.json``), ``cli``
 (the ``synth`` command). Its public names are importable from ``feature_store.synthetic``,
 loaded on first use (PEP 562) so ``synth --help`` needs no numpy.
 """
@@ -42,19 +47,20 @@ from __future__ import annotations
 from typing import Any
 
 _HOMES = {
-    "params": ("AFEW_SPLIT_SIZES", "SIGNS", "Generator", "View", "generator_from_dict"),
-    "latents": (
-        "TRAIN_COUNTS",
-        "Latents",
-        "components",
-        "draw_latents",
-        "label_noise_matrix",
-        "observe",
+    "params": ("SIGNS", "Generator", "View", "generator_from_dict"),
+    "shape": (
+        "assign_folds",
+        "dataset_profile",
+        "labels_test",
+        "num_classes",
+        "protocol",
         "split_labels",
     ),
+    "latents": ("Latents", "components", "draw_latents", "label_noise_matrix", "observe"),
     "oracle": (
         "class_prior",
         "clip_log_likelihoods",
+        "describe",
         "format_table",
         "oracle_accuracy",
         "posterior",
@@ -67,6 +73,8 @@ __all__ = sorted(name for names in _HOMES.values() for name in names)
 def __getattr__(name: str) -> Any:
     if name in _HOMES["params"]:
         from feature_store.synthetic import params as home
+    elif name in _HOMES["shape"]:
+        from feature_store.synthetic import shape as home
     elif name in _HOMES["latents"]:
         from feature_store.synthetic import latents as home
     elif name in _HOMES["oracle"]:

@@ -1,13 +1,14 @@
 """``python -m feature_store synth``: its arguments and what runs it. Imports numpy only in
 ``run``, so ``--help`` stays cheap.
 
-    python -m feature_store synth --out data/demo [--scale 1] [--seed 0]
+    python -m feature_store synth --out data/demo [--dataset afew] [--scale 1] [--seed 0]
 """
 
 from __future__ import annotations
 
 import argparse
 
+from avcore.datasets import PROFILES, profile
 from feature_store.errors import StoreError
 from feature_store.options import add_force
 from feature_store.synthetic.params import Generator
@@ -18,7 +19,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", required=True, help="folder to write visual/<variant>/ and audio/<variant>/ into"
     )
     parser.add_argument(
-        "--scale", type=float, default=1.0, help="clips per split = AFEW's (773/383/653) × scale"
+        "--dataset",
+        default=Generator.dataset,
+        help=f"the dataset whose shape to plant (classes, class frequencies, clip counts, "
+        f"protocol): {', '.join(PROFILES)} (default {Generator.dataset})",
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="clips = the dataset's × scale, per split (AFEW: 773/383/653) or in all its folds",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="the generator's seed (same seed, same stores)"
@@ -44,7 +54,12 @@ def run(args: argparse.Namespace) -> int:
     from feature_store.synthetic.oracle import format_table
     from feature_store.synthetic.write import generate
 
-    generator = Generator(seed=args.seed, scale=args.scale, max_frames=args.max_frames)
+    generator = Generator(
+        seed=args.seed,
+        dataset=profile(args.dataset).name,
+        scale=args.scale,
+        max_frames=args.max_frames,
+    )
     table = generate(args.out, generator, force=args.force, skip_existing=args.skip_existing)
     print(format_table(table))
     return 0

@@ -1,6 +1,7 @@
-"""The planted model's draws: what every clip draws once (``Latents``: split, label, evidence
-class, sign, frame and audio-vector counts, which vectors are informative), the mixture a vector
-is drawn from (``components``) and a view's noisy observations of it (``observe``).
+"""The planted model's draws: what every clip draws once (``Latents``: split, fold, label,
+evidence class, sign, frame and audio-vector counts, which vectors are informative), the mixture a
+vector is drawn from (``components``) and a view's noisy observations of it (``observe``). K is the
+class count of the planted dataset (``shape``).
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avcore.afew import CLASSES, TRAIN_COUNTS
-from feature_store.store.format import SPLITS
-from feature_store.synthetic.params import AFEW_SPLIT_SIZES, SIGNS, Generator, View
+from feature_store.synthetic.params import SIGNS, Generator, View
+from feature_store.synthetic.shape import assign_folds, clip_ids, num_classes, split_labels
 
 
 @dataclass
@@ -20,34 +20,21 @@ class Latents:
 
     clip_ids: list[str]
     splits: np.ndarray  # [N] str
+    folds: (
+        np.ndarray
+    )  # [N] int: the fold whose test the clip is in (1..k), 0 under a fixed protocol
+    speakers: np.ndarray | None  # [N] str under a speakers protocol, else None
     labels: np.ndarray  # [N] int
     signs: np.ndarray  # [N] ±1
     frames: np.ndarray  # [N] visual vectors per clip
     audio_vectors: np.ndarray  # [N] audio vectors per clip
     evidence: np.ndarray  # [N] the class the clip's evidence shows (= label but for label noise)
-    frame_component: np.ndarray  # [sum(frames)] 0 = informative, 1..7 = distractor of class z
+    frame_component: np.ndarray  # [sum(frames)] 0 = informative, 1..K = distractor of class z
     audio_component: np.ndarray  # [sum(audio_vectors)] 0 = informative, 1 = sign carrier only
-    fixed: np.ndarray  # [7, rank] visual evidence that keeps its meaning
-    flip: np.ndarray  # [7, rank] visual evidence whose meaning flips with the sign
-    audio_class: np.ndarray  # [7, rank] audio class evidence
+    fixed: np.ndarray  # [K, rank] visual evidence that keeps its meaning
+    flip: np.ndarray  # [K, rank] visual evidence whose meaning flips with the sign
+    audio_class: np.ndarray  # [K, rank] audio class evidence
     sign_direction: np.ndarray  # [rank] carries the sign in every audio vector
-
-
-def split_labels(generator: Generator, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Splits and labels: AFEW's split sizes times ``scale``, AFEW's train class proportions."""
-    proportions = np.asarray(TRAIN_COUNTS, float) / sum(TRAIN_COUNTS)
-    splits, labels = [], []
-    for split in SPLITS:
-        size = max(len(CLASSES), int(round(AFEW_SPLIT_SIZES[split] * generator.scale)))
-        counts = np.floor(proportions * size).astype(int)
-        # Largest remainders get the clips rounding left over, so the split has exactly `size`.
-        remainder = np.argsort(-(proportions * size - counts), kind="stable")[: size - counts.sum()]
-        counts[remainder] += 1
-        split_labels_ = np.repeat(np.arange(len(CLASSES)), counts)
-        rng.shuffle(split_labels_)
-        splits += [split] * size
-        labels.append(split_labels_)
-    return np.asarray(splits), np.concatenate(labels)
 
 
 def _unit_rows(rng: np.random.Generator, rows: int, dim: int) -> np.ndarray:
@@ -58,13 +45,11 @@ def _unit_rows(rng: np.random.Generator, rows: int, dim: int) -> np.ndarray:
 def draw_latents(generator: Generator) -> Latents:
     rng = np.random.default_rng(np.random.SeedSequence([generator.seed, 0]))
     splits, labels = split_labels(generator, rng)
-    n = len(labels)
-    strength = np.asarray(generator.class_strength)[:, None]
-    fixed = _unit_rows(rng, len(CLASSES), generator.rank) * strength * generator.fixed_strength
-    flip = _unit_rows(rng, len(CLASSES), generator.rank) * strength * generator.flip_strength
-    audio_class = (
-        _unit_rows(rng, len(CLASSES), generator.rank) * strength * generator.audio_strength
-    )
+    n, k = len(labels), num_classes(generator)
+    strength = np.asarray(generator.strengths(k))[:, None]
+    fixed = _unit_rows(rng, k, generator.rank) * strength * generator.fixed_strength
+    flip = _unit_rows(rng, k, generator.rank) * strength * generator.flip_strength
+    audio_class = _unit_rows(rng, k, generator.rank) * strength * generator.audio_strength
     sign_direction = _unit_rows(rng, 1, generator.rank)[0] * generator.sign_strength
     signs = rng.choice(SIGNS, size=n)
     frames = rng.integers(generator.min_frames, generator.max_frames + 1, size=n)
@@ -72,15 +57,13 @@ def draw_latents(generator: Generator) -> Latents:
     per_segment = generator.audio_grid[0] * generator.audio_grid[1]
     audio_vectors = rng.integers(1, generator.max_segments + 1, size=n) * per_segment
     noise = label_noise_matrix(generator)
-    evidence = np.array([rng.choice(len(CLASSES), p=noise[label]) for label in labels])
-    counters = {split: 0 for split in SPLITS}
-    clip_ids = []
-    for split in splits:
-        clip_ids.append(f"{split}-{counters[split]:05d}")
-        counters[split] += 1
+    evidence = np.array([rng.choice(k, p=noise[label]) for label in labels])
+    folds, speakers = assign_folds(generator, labels)
     return Latents(
-        clip_ids=clip_ids,
+        clip_ids=clip_ids(generator, splits),
         splits=splits,
+        folds=folds,
+        speakers=speakers,
         labels=labels,
         signs=signs,
         frames=frames,
@@ -89,7 +72,7 @@ def draw_latents(generator: Generator) -> Latents:
         frame_component=np.where(
             rng.random(frames.sum()) < generator.frame_rate,
             0,
-            rng.integers(1, len(CLASSES) + 1, size=frames.sum()),
+            rng.integers(1, k + 1, size=frames.sum()),
         ),
         audio_component=(rng.random(audio_vectors.sum()) >= generator.audio_rate).astype(int),
         fixed=fixed,
@@ -100,9 +83,9 @@ def draw_latents(generator: Generator) -> Latents:
 
 
 def label_noise_matrix(generator: Generator) -> np.ndarray:
-    """``[7, 7]``: p(evidence class | label): the label with probability ``label_agreement``, else
+    """``[K, K]``: p(evidence class | label): the label with probability ``label_agreement``, else
     any other class uniformly (AFEW's labels are ambiguous too)."""
-    k = len(CLASSES)
+    k = num_classes(generator)
     other = (1.0 - generator.label_agreement) / (k - 1)
     return np.full((k, k), other) + np.eye(k) * (generator.label_agreement - other)
 
@@ -111,13 +94,13 @@ def components(
     generator: Generator, latents: Latents, modality: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """The mixture a vector of this modality is drawn from: log weights ``[C]`` and means
-    ``[C, 7, 2, rank+1]`` per evidence class and sign (the last coordinate is the salience marker).
+    ``[C, K, 2, rank+1]`` per evidence class and sign (the last coordinate is the salience marker).
 
-    visual: 0 = informative (``fixed_y + s·flip_y`` + marker), 1..7 = a distractor frame showing
+    visual: 0 = informative (``fixed_y + s·flip_y`` + marker), 1..K = a distractor frame showing
     class z's fixed pattern weakly, without the marker (z uniform, independent of the clip);
     audio: 0 = informative (``s·κ·u + η_y`` + marker), 1 = ``s·κ·u`` alone.
     """
-    k, rank = len(CLASSES), generator.rank
+    k, rank = len(latents.fixed), generator.rank
     signs = np.asarray(SIGNS)[None, :, None]
     if modality == "visual":
         means = np.zeros((1 + k, k, len(SIGNS), rank + 1))

@@ -1,5 +1,9 @@
 """Every parameter of the planted model (``Generator``, recorded in each store's ``store.json``)
 and its views; light (no numpy) so the ``synth`` command's ``--help`` shows the defaults cheaply.
+
+The parameters do not depend on the dataset whose shape is planted (``Generator.dataset``, an
+``avcore.datasets`` profile: its classes, class frequencies, clip counts and protocol) except
+through its class count K: ``class_strength`` is a pattern cycled over the K classes.
 """
 
 from __future__ import annotations
@@ -8,7 +12,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-AFEW_SPLIT_SIZES = {"train": 773, "val": 383, "test": 653}
 SIGNS = (1.0, -1.0)
 
 
@@ -27,6 +30,9 @@ class Generator:
     """Every parameter of the planted model; recorded in ``store.json``."""
 
     seed: int = 0
+    # The avcore.datasets profile whose shape (classes, frequencies, clip counts, protocol) is
+    # planted; its clip counts times ``scale``.
+    dataset: str = "afew"
     scale: float = 1.0
     rank: int = 8
     block_dim: int = 512
@@ -41,6 +47,7 @@ class Generator:
     fixed_strength: float = 1.5
     flip_strength: float = 3.0
     marker: float = 2.5
+    # How strongly each class shows its evidence: cycled over the K classes (AFEW's 7 take it as is).
     class_strength: tuple[float, ...] = (1.0, 0.75, 0.75, 1.1, 0.9, 0.9, 1.0)
     sign_strength: float = 1.5
     audio_strength: float = 1.0
@@ -75,6 +82,11 @@ class Generator:
 
     def view(self, name: str) -> View:
         return next(v for v in self.views if v.name == name)
+
+    def strengths(self, classes: int) -> tuple[float, ...]:
+        """``class_strength`` for ``classes`` classes: the pattern repeated (cut) to that length."""
+        pattern = self.class_strength
+        return tuple(pattern[index % len(pattern)] for index in range(classes))
 
     def as_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))

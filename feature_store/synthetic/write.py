@@ -1,6 +1,8 @@
 """Writing the planted benchmark: each variant's views embedded in its columns (a random basis,
 noise outside the subspace, a fixed bias), one store per variant with its oracle figures, and
 ``ROOT/planted.json`` (the oracle table); reading that table back, and the hidden test labels.
+Every store records the planted dataset's classes, ``dataset`` and ``protocol``; fold protocols
+add a ``fold`` column (and ``speaker`` for speaker folds).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from feature_store.store.writer import StoreWriter
 from feature_store.synthetic.latents import Latents, draw_latents, observe, view_index
 from feature_store.synthetic.oracle import clip_log_likelihoods, oracle_accuracy, posterior
 from feature_store.synthetic.params import Generator, View, generator_from_dict
+from feature_store.synthetic.shape import dataset_profile, labels_test, protocol
 
 
 def view_embedding(generator: Generator, view: View, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,12 +70,13 @@ def generate(
             raise StoreExistsError(
                 f"{out / name}: already holds a store; refusing to overwrite (use --force)"
             )
-        if existing != params:
+        if not _same_generator(existing, generator):
             raise StoreExistsError(
                 f"{out / name}: holds a planted store made with other parameters; use --force to replace it"
             )
     if not todo and (out / "planted.json").is_file():
         return load_planted(out)
+    dataset_profile(generator)  # an unknown dataset fails here, before any work
     latents = draw_latents(generator)
     observations = {view.name: observe(generator, latents, view) for view in generator.views}
     likelihoods = {
@@ -113,6 +117,7 @@ def generate(
             counts,
             component == 0,
             latents,
+            generator,
             name=f"planted-{variant}",
             modality=modality,
             enhancement=variant,
@@ -133,12 +138,22 @@ def generate(
     return table
 
 
+def _same_generator(existing: Any, generator: Generator) -> bool:
+    """Whether a store's recorded generator is ``generator`` (parameters added since it was
+    written take their defaults)."""
+    try:
+        return generator_from_dict(existing) == generator
+    except (TypeError, KeyError, AttributeError):
+        return False
+
+
 def _write_variant(
     path: Path,
     features: np.ndarray,
     counts: np.ndarray,
     informative: np.ndarray,
     latents: Latents,
+    generator: Generator,
     *,
     name: str,
     modality: str,
@@ -147,24 +162,36 @@ def _write_variant(
     force: bool,
 ) -> None:
     starts = np.concatenate([[0], np.cumsum(counts)])
+    dataset = {
+        "dataset": dataset_profile(generator).name,
+        "protocol": protocol(generator).as_dict(),
+    }
+    hide_test = not labels_test(generator)
     with StoreWriter(
         path,
         name=name,
         modality=modality,
         dim=features.shape[1],
+        classes=dataset_profile(generator).classes,
         backbone="planted",
         pretrain="none",
         enhancement=enhancement,
-        extra={"planted": planted},
+        extra={**dataset, "planted": planted},
         force=force,
     ) as writer:
         for i, clip_id in enumerate(latents.clip_ids):
             rows = slice(starts[i], starts[i + 1])
+            provenance: dict[str, Any] = {}
+            if latents.folds[i]:
+                provenance["fold"] = int(latents.folds[i])
+            if latents.speakers is not None:
+                provenance["speaker"] = str(latents.speakers[i])
             writer.add(
                 clip_id,
                 str(latents.splits[i]),
-                int(latents.labels[i]) if latents.splits[i] != "test" else -1,
+                -1 if hide_test and latents.splits[i] == "test" else int(latents.labels[i]),
                 features[rows],
+                **provenance,
                 informative_vectors=int(informative[rows].sum()),
             )
 
@@ -180,8 +207,9 @@ def load_planted(root: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def hidden_test_labels(root: str | os.PathLike[str]) -> pd.DataFrame:
-    """Not part of any store (test labels are hidden there): the planted test labels, for scoring
-    submissions against the oracle. Recomputed from the generator parameters in ``planted.json``."""
+    """Not part of any store where the dataset hides them (AFEW): the planted test labels, for
+    scoring submissions against the oracle. Recomputed from the generator parameters in
+    ``planted.json``; empty under a fold protocol (no test split: every fold is labelled)."""
     generator = generator_from_dict(load_planted(root)["generator"])
     latents = draw_latents(generator)
     in_test = latents.splits == "test"
