@@ -10,6 +10,7 @@ import numpy as np
 from feature_store.errors import NotAStoreError
 from feature_store.store.format import META_FILE, SPLITS
 from feature_store.store.reader import Store, open_store
+from feature_store.synthetic.oracle import describe
 
 
 def find_stores(root: str | os.PathLike[str]) -> list[Path]:
@@ -58,15 +59,9 @@ def summarize(store: Store) -> str:
         oracle = planted.get("oracle", {})
         alone = oracle.get("alone", {})
         if alone:
-            lines.append(
-                "  oracle accuracy alone: val {:.4f}  test {:.4f}".format(
-                    alone["val"], alone["test"]
-                )
-            )
+            lines.append(f"  oracle accuracy alone: {describe(alone)}")
         for partner, figures in sorted(oracle.get("paired", {}).items()):
-            lines.append(
-                f"  oracle accuracy with {partner}: val {figures['val']:.4f}  test {figures['test']:.4f}"
-            )
+            lines.append(f"  oracle accuracy with {partner}: {describe(figures)}")
     return "\n".join(lines)
 
 
