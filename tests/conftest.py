@@ -37,7 +37,8 @@ def missing(message: str) -> None:
 @pytest.fixture
 def make_store(tmp_path: Path) -> Callable[..., feature_store.Store]:
     """``make_store(name, modality, lengths, splits, labels, dim=4, seed=0)`` writes a tiny store
-    with random features under tmp_path and opens it."""
+    with random features under tmp_path and opens it; ``columns`` adds clip-table columns (fold,
+    speaker)."""
 
     def make(
         name: str = "tiny",
@@ -49,6 +50,7 @@ def make_store(tmp_path: Path) -> Callable[..., feature_store.Store]:
         seed: int = 0,
         clip_ids=None,
         features: np.ndarray | None = None,
+        columns: dict | None = None,
         **writer_args,
     ) -> feature_store.Store:
         rng = np.random.default_rng(seed)
@@ -59,6 +61,7 @@ def make_store(tmp_path: Path) -> Callable[..., feature_store.Store]:
                 "split": list(splits),
                 "label": list(labels),
                 "length": list(lengths),
+                **(columns or {}),
             }
         )
         if features is None:
