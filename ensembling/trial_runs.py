@@ -22,6 +22,7 @@ from avcore.results import (
     CONFIRM,
     CONFIRMS,
     FINISHED,
+    FOLD,
     KIND,
     REFIT,
     REFITS,
@@ -118,7 +119,10 @@ def _top_runs(
     confirms = []
     if with_confirms or rank_by_seed_mean:
         confirms = _search_all(client, experiment_id, filter_string, kind=CONFIRM)
-        confirms = [r for r in confirms if r.data.tags.get(STATUS) == FINISHED]
+        # A fold run (``confirm --folds``) scored another fold's clips: not a seed of these.
+        confirms = [
+            r for r in confirms if r.data.tags.get(STATUS) == FINISHED and FOLD not in r.data.tags
+        ]
     admitted = {FINISHED, STOPPED_EARLY} if include_stopped else {FINISHED}
     statuses = Counter(run.data.tags.get(STATUS, "no status") for run in trials)
     skipped = {status: n for status, n in sorted(statuses.items()) if status not in admitted}
