@@ -86,10 +86,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--class-weights",
         default="none",
         help=f"preset ({', '.join(PRESETS)}), 'auto' (the preset a nested cross-validation "
-        "favours) or 7 comma-separated numbers, Angry..Surprise (none)",
+        "favours) or one number per class in the scores' class order, e.g. 7 for AFEW's "
+        "Angry..Surprise (none)",
     )
     selection.add_argument(
-        "--train-counts", help="train clips per class for sqrt-prior (AFEW's by default)"
+        "--train-counts",
+        help="train clips per class for sqrt-prior (default: what the runs' scores record)",
     )
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, help="output directory (ensembles/<source>-<time>)")
@@ -272,6 +274,11 @@ def _metrics(info: dict) -> dict[str, float]:
         "val_acc_cv_without_class_weights": cv["acc_without_class_weights"],
         "best_single_val_acc": info["best_single"]["acc"],
         "members": len(info["members"]),
+        **(
+            {"test_acc": info["test"]["acc"], "test_uar": info["test"]["uar"]}
+            if info.get("test")
+            else {}
+        ),
     }
 
 
@@ -280,5 +287,5 @@ def _counts(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise EnsembleError(
-            f"--train-counts {text!r}: expected 7 comma-separated integers"
+            f"--train-counts {text!r}: expected one integer per class, comma-separated"
         ) from None
