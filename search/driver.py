@@ -162,7 +162,10 @@ def _finish(
         ensure_plots(config.name, uri, classes, finished)
         parent_run.finish_parent_run(uri, parent, table, load_study(config))
     oracle = oracle_table(
-        config.stores.root, config.stores.visual_feature, config.stores.audio_feature
+        config.stores.root,
+        config.stores.visual_feature,
+        config.stores.audio_feature,
+        config.stores.fold,
     )
     return SearchOutcome(
         config.name,

@@ -52,6 +52,7 @@ def _status(name: str, uri: str) -> SearchOutcome:
         Path(params.get("stores.root", ".")),
         yaml.safe_load(params.get("stores.visual_feature", "[]")) or [],
         yaml.safe_load(params.get("stores.audio_feature", "[]")) or [],
+        int(fold) if (fold := params.get("stores.fold", "None")).isdigit() else None,
     )
     table = leaderboard(uri, experiment.experiment_id, parent)
     return SearchOutcome(name, uri, experiment.experiment_id, parent, table, oracle)

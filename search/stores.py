@@ -109,10 +109,22 @@ def trial_data(
     raise SearchError("a trial names neither a visual nor an audio store variant")
 
 
-def oracle_table(root: Path, visual: list[str], audio: list[str]) -> dict[tuple[Any, Any], float]:
+def oracle_table(
+    root: Path, visual: list[str], audio: list[str], fold: int | None = None
+) -> dict[tuple[Any, Any], float]:
     """Planted stores know their exact best val accuracy per visual × audio pair, and alone:
-    ``(visual, audio)``, ``(visual, None)`` and ``(None, audio)``."""
+    ``(visual, audio)``, ``(visual, None)`` and ``(None, audio)``. On a fold protocol, the
+    reference of fold ``fold``'s val part: the oracle over the other folds' clips it is carved
+    from."""
     table: dict[tuple[Any, Any], float] = {}
+
+    def val(entry: dict[str, Any]) -> float | None:
+        if fold is not None:
+            value = (entry.get("folds") or {}).get(str(fold), {}).get("rest")
+        else:
+            value = entry.get("val")
+        return None if value is None else float(value)
+
     for modality, variants in (("visual", visual), ("audio", audio)):
         for variant in variants:
             try:
@@ -120,11 +132,13 @@ def oracle_table(root: Path, visual: list[str], audio: list[str]) -> dict[tuple[
             except feature_store.StoreError:
                 continue
             oracle = (meta.get("planted") or {}).get("oracle", {})
-            if "val" in oracle.get("alone", {}):
+            alone = val(oracle.get("alone", {}))
+            if alone is not None:
                 key = (variant, None) if modality == "visual" else (None, variant)
-                table[key] = float(oracle["alone"]["val"])
+                table[key] = alone
             if modality == "visual":
                 for other in audio:
-                    if other in oracle.get("paired", {}):
-                        table[(variant, other)] = float(oracle["paired"][other]["val"])
+                    paired = val(oracle.get("paired", {}).get(other, {}))
+                    if paired is not None:
+                        table[(variant, other)] = paired
     return table
