@@ -102,6 +102,91 @@ def register(profile_: DatasetProfile) -> DatasetProfile:
     return profile_
 
 
+# The other datasets `feature_store manifest` reads (feature_store/datasets/<name>.py cites each
+# layout). Every count below was checked against the file named beside it.
+
+# DFEW release README: labels 1..7 in this order; 11697 single-labelled clips with a face in the 5
+# folds (test lists set_1..5: 2341, 2341, 2340, 2339, 2336). Counts: the union of the five test
+# lists as MAE-DFER (saved/data/dfew/org/split0k/test.csv) and DFER-CLIP (annotation/DFEW_set_k_
+# test.txt) ship them, the two agreeing clip for clip.
+DFEW = register(
+    DatasetProfile(
+        name="dfew",
+        classes=("Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear"),
+        protocol=ProtocolSpec("folds", 5),
+        class_counts=(2445, 1894, 2669, 2173, 1469, 145, 902),
+        sizes={"all": 11697},
+        source="Jiang et al., ACM MM 2020 (DFEW): EmoLabel_DataSplit, 5 official folds",
+    )
+)
+
+# MAFW's single-expression set, classes in the order of annotation.xlsx's columns and the authors'
+# benchmark; 9172 clips in 5 folds (10045 less 873 compound or invalid). Counts: MAE-DFER's
+# saved/data/mafw/single/split0k/test.csv, the five folds together.
+MAFW = register(
+    DatasetProfile(
+        name="mafw",
+        classes=(
+            "anger",
+            "disgust",
+            "fear",
+            "happiness",
+            "neutral",
+            "sadness",
+            "surprise",
+            "contempt",
+            "anxiety",
+            "helplessness",
+            "disappointment",
+        ),
+        protocol=ProtocolSpec("folds", 5),
+        class_counts=(1390, 639, 625, 1242, 1138, 1470, 1072, 236, 916, 262, 182),
+        sizes={"all": 9172},
+        source="Liu et al., ACM MM 2022 (MAFW): Train & Test Set/single/no_caption, 5 folds",
+    )
+)
+
+# RAVDESS full-AV speech: 24 actors x 60 files (README: neutral at one intensity, 2 statements x
+# 2 repetitions = 4 per actor; each other emotion 2 intensities x 2 x 2 = 8 per actor).
+# 6 folds of 4 actors, as MAE-DFER's RAVDESS folds.
+RAVDESS = register(
+    DatasetProfile(
+        name="ravdess",
+        classes=("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"),
+        protocol=ProtocolSpec("speakers", 6, 0),
+        class_counts=(96, 192, 192, 192, 192, 192, 192, 192),
+        sizes={"all": 1440},
+        source="Livingstone & Russo, PLoS ONE 2018 (RAVDESS), Zenodo 1188976: full-AV speech",
+    )
+)
+
+# CREMA-D: 7442 clips of 91 actors (VideoFlash/ of the authors' repository, counted per emotion
+# code: 1271 each, NEU 1087) less the 4 files its README reports broken (one DIS, one NEU, two SAD).
+CREMA_D = register(
+    DatasetProfile(
+        name="crema-d",
+        classes=("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad"),
+        protocol=ProtocolSpec("speakers", 5, 0),
+        class_counts=(1271, 1270, 1271, 1271, 1086, 1269),
+        sizes={"all": 7438},
+        source="Cao et al., IEEE TAC 2014 (CREMA-D): VideoFlash/*.flv, 91 actors",
+    )
+)
+
+# MELD: classes in the order of MELD's baseline (README "Labelling"); train counts and split sizes
+# from the README's "Dataset Distribution" table, equal to the rows of {train,dev,test}_sent_emo.csv.
+MELD = register(
+    DatasetProfile(
+        name="meld",
+        classes=("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"),
+        protocol=ProtocolSpec("fixed"),
+        class_counts=(4710, 1205, 268, 683, 1743, 271, 1109),
+        sizes={"train": 9989, "val": 1109, "test": 2610},
+        source="Poria et al., ACL 2019 (MELD): train/dev/test_sent_emo.csv, MELD.Raw videos",
+    )
+)
+
+
 def profile(name: str) -> DatasetProfile:
     """The profile called ``name`` (``crema-d`` and ``cremad`` alike); one line when unknown."""
     key = name.strip().lower().replace("_", "-")
