@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from avcore.cli import Command, run_cli
+from feature_store.datasets import cli as manifest_cli
 from feature_store.options import add_force, add_manifest, add_workers
 from feature_store.synthetic import cli as synth_cli
 
@@ -245,6 +246,11 @@ def _run_probe(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Command] = {
+    "manifest": Command(
+        "write a manifest CSV (+ MANIFEST.yaml) from a dataset's tree as its authors distribute it",
+        manifest_cli.add_arguments,
+        manifest_cli.run,
+    ),
     "build": Command(
         "build stores from raw clips: a manifest CSV and one or more recipes (resumable)",
         _add_build,
