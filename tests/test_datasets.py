@@ -330,3 +330,32 @@ def test_force(tmp_path, media, capsys):
     assert "a .csv file" in fail(capsys, "crema-d", root, "--out", str(tmp_path / "m.yaml"))
     assert "need 2 to 10 folds" in fail(capsys, "crema-d", root, "--out", str(out), "--force", "--folds", "11")  # fmt: skip
     assert spec(out)["protocol"]["folds"] == 2  # a failed run leaves the manifest as it was
+
+
+def test_other_unpackings_of_the_same_release(tmp_path, media, capsys):
+    """The README's spelling ``(single_labeled)``, MAFW unpacked into its own folder with
+    ``clips/`` at the root, MELD's CSVs and videos in ``train/ dev/ test/``, RAVDESS flat."""
+    dfew_tree(tmp_path / "dfew", media)
+    lists = tmp_path / "dfew/EmoLabel_DataSplit"
+    (lists / "test(single-labeled)").rename(lists / "test(single_labeled)")
+    mafw_tree(tmp_path / "m", media)
+    (tmp_path / "mafw/MAFW").mkdir(parents=True)
+    (tmp_path / "m/Train & Test Set").rename(tmp_path / "mafw/MAFW/Train & Test Set")
+    (tmp_path / "m/data/clips").rename(tmp_path / "mafw/clips")
+    meld_tree(tmp_path / "flat", media)
+    for split, folder in (("train", "train_splits"), ("dev", "dev_splits_complete"),
+                          ("test", "output_repeated_splits_test")):  # fmt: skip
+        (tmp_path / f"meld/{split}").mkdir(parents=True)
+        (tmp_path / f"flat/{split}_sent_emo.csv").rename(tmp_path / f"meld/{split}/{split}_sent_emo.csv")  # fmt: skip
+        (tmp_path / f"flat/{folder}").rename(tmp_path / f"meld/{split}/{folder}")
+    for actor in range(1, 7):
+        place(media, tmp_path / f"ravdess/Actor_{actor:02d}/01-01-05-02-01-02-{actor:02d}.mp4")
+    counts = {"dfew": 8, "mafw": 6, "meld": 5, "ravdess": 6}
+    for name, count in counts.items():
+        out = tmp_path / f"{name}.csv"
+        assert main(["manifest", name, str(tmp_path / name), "--out", str(out)]) == 0
+        assert len(rows(out)) == count, name
+    capsys.readouterr()
+    place(media, tmp_path / "ravdess/Video_Speech_Actor_01/Actor_01/01-01-05-02-01-02-01.mp4")
+    err = fail(capsys, "ravdess", str(tmp_path / "ravdess"), "--out", str(tmp_path / "r.csv"))
+    assert "01-01-05-02-01-02-01.mp4: the same clip is also at" in err
