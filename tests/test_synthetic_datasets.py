@@ -1,7 +1,6 @@
-"""The planted benchmark in other datasets' shapes: MAFW's 11 classes in 5 stratified folds with
-per-fold oracle figures, CREMA-D's speaker folds, MELD's labelled test split, and the ``synth``
-and ``inspect`` commands on them. Uses ``avcore.datasets``' profiles, or stand-ins of their shape
-where a profile is not registered yet."""
+"""The planted benchmark in every registered dataset's shape (``avcore.datasets``): MAFW's 11
+classes in 5 stratified folds with per-fold oracle figures, the speaker folds of CREMA-D and
+RAVDESS, MELD's labelled test split, and the ``synth`` and ``inspect`` commands on them."""
 
 from __future__ import annotations
 
@@ -12,61 +11,17 @@ import pandas as pd
 import pytest
 
 import feature_store
-from avcore.datasets import PROFILES, DatasetProfile, ProtocolSpec, profile
+from avcore.datasets import PROFILES, profile
 from feature_store import synthetic as S
 from feature_store.__main__ import main as cli_main
 from feature_store.store.protocol import fold_view
 from feature_store.synthetic.shape import MIN_PER_FOLD
 
-STAND_INS = (
-    DatasetProfile(
-        name="mafw",
-        classes=(
-            "anger",
-            "disgust",
-            "fear",
-            "happiness",
-            "neutral",
-            "sadness",
-            "surprise",
-            "contempt",
-            "anxiety",
-            "helplessness",
-            "disappointment",
-        ),
-        protocol=ProtocolSpec("folds", 5),
-        class_counts=(1101, 502, 763, 1485, 1540, 1664, 1018, 178, 605, 253, 63),
-        sizes={"all": 9172},
-    ),
-    DatasetProfile(
-        name="crema-d",
-        classes=("anger", "disgust", "fear", "happy", "neutral", "sad"),
-        protocol=ProtocolSpec("speakers", 5, 0),
-        class_counts=(1271, 1271, 1271, 1271, 1087, 1271),
-        sizes={"all": 7442},
-    ),
-    DatasetProfile(
-        name="meld",
-        classes=("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"),
-        protocol=ProtocolSpec("fixed"),
-        class_counts=(4710, 1205, 268, 683, 1743, 271, 1109),
-        sizes={"train": 9989, "val": 1109, "test": 2610},
-    ),
-)
 SMALL = dict(rank=4, block_dim=16, audio_dim=8, max_frames=6, audio_grid=(1, 2), max_segments=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def profiles():
-    with pytest.MonkeyPatch.context() as patch:
-        for stand_in in STAND_INS:
-            if stand_in.name not in PROFILES:
-                patch.setitem(PROFILES, stand_in.name, stand_in)
-        yield
-
-
 @pytest.fixture(scope="module")
-def mafw(tmp_path_factory, profiles):
+def mafw(tmp_path_factory):
     root = tmp_path_factory.mktemp("mafw")
     S.generate(root, S.Generator(dataset="mafw", scale=0.02, **SMALL), progress=False)
     return root
@@ -121,15 +76,38 @@ def test_mafw_oracle_matches_the_posterior_per_fold(mafw):
     assert recorded["rest"] == pytest.approx(correct[latents.folds != 3].mean())
 
 
-def test_crema_d_speakers_sit_in_one_fold(tmp_path):
-    generator = S.Generator(dataset="crema-d", scale=0.01, seed=5, **SMALL)
+@pytest.mark.parametrize("name", sorted(set(PROFILES) - {"afew"}))
+def test_every_dataset_is_planted_in_its_shape(tmp_path, name):
+    dataset = profile(name)
+    S.generate(tmp_path, S.Generator(dataset=name, scale=0.005, **SMALL), progress=False)
+    store = feature_store.open_store(tmp_path / "visual" / "basic")
+    assert tuple(store.classes) == dataset.classes and store.meta["dataset"] == name
+    assert store.meta["protocol"]["kind"] == dataset.protocol.kind
+    assert store.meta["protocol"]["folds"] == dataset.protocol.folds
+    clips = store.clips
+    if dataset.protocol.has_folds:
+        by_fold = pd.crosstab(clips["fold"], clips["label"])
+        assert by_fold.shape == (dataset.protocol.folds, len(dataset.classes))
+        assert (by_fold.to_numpy() >= MIN_PER_FOLD).all()
+    else:
+        assert set(clips["split"]) == {"train", "val", "test"}
+    alone = S.load_planted(tmp_path)["alone"]["visual/basic"]
+    assert len(alone.get("folds", {})) == dataset.protocol.folds
+
+
+@pytest.mark.parametrize(
+    ("name", "scale", "speakers"), [("crema-d", 0.05, 91), ("ravdess", 0.1, 24)]
+)
+def test_speakers_sit_in_one_fold(tmp_path, name, scale, speakers):
+    generator = S.Generator(dataset=name, scale=scale, seed=5, **SMALL)
     S.generate(tmp_path, generator, progress=False)
     store = feature_store.open_store(tmp_path / "audio" / "spectrogram")
-    assert len(store.classes) == 6 and tuple(store.classes) == profile("crema-d").classes
-    assert store.meta["protocol"] == {"kind": "speakers", "folds": 5, "seed": 5}
+    assert tuple(store.classes) == profile(name).classes
+    folds = profile(name).protocol.folds
+    assert store.meta["protocol"] == {"kind": "speakers", "folds": folds, "seed": 5}
     clips = store.clips
     assert clips.groupby("speaker")["fold"].nunique().max() == 1
-    assert clips.groupby("fold")["speaker"].nunique().min() >= 1
+    assert clips["speaker"].nunique() == speakers
     assert (pd.crosstab(clips["fold"], clips["label"]).to_numpy() > 0).all()
     other = feature_store.open_store(tmp_path / "visual" / "f-mean").clips
     assert other[["clip_id", "fold", "speaker"]].equals(clips[["clip_id", "fold", "speaker"]])

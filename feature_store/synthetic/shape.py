@@ -21,7 +21,10 @@ from feature_store.store.format import SPLITS
 from feature_store.synthetic.params import Generator
 
 MIN_PER_FOLD = 2  # clips of each class in each fold, however small the scale
-SPEAKERS_PER_FOLD = 5  # where the profile's sizes give no "speakers" count
+# Speakers of the speaker-fold datasets (the actors avcore.datasets' profiles cite), unscaled;
+# a profile's sizes["speakers"] comes first, and SPEAKERS_PER_FOLD per fold where neither says.
+SPEAKERS = {"ravdess": 24, "crema-d": 91}
+SPEAKERS_PER_FOLD = 5
 UNLABELLED_TEST = frozenset({"afew"})  # datasets whose test labels are withheld
 
 
@@ -118,7 +121,10 @@ def assign_folds(generator: Generator, labels: np.ndarray) -> tuple[np.ndarray, 
         start += len(rows)
     if spec.kind != "speakers":
         return folds, None
-    total = dataset_profile(generator).sizes.get("speakers", SPEAKERS_PER_FOLD * spec.folds)
+    dataset = dataset_profile(generator)
+    total = dataset.sizes.get(
+        "speakers", SPEAKERS.get(dataset.name, SPEAKERS_PER_FOLD * spec.folds)
+    )
     per_fold = [total // spec.folds + (fold < total % spec.folds) for fold in range(spec.folds)]
     per_fold = [max(1, min(n, int((folds == f + 1).sum()))) for f, n in enumerate(per_fold)]
     names = rng.permutation(sum(per_fold)) + 1
