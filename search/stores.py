@@ -14,7 +14,7 @@ import numpy as np
 
 import feature_store
 from feature_store.store import Store, StorePair
-from feature_store.store.protocol import dataset_of, fold_view, protocol_of
+from feature_store.store.protocol import dataset_of, fold_view, protocol_of, protocol_split
 from search.config import SearchConfig
 from search.errors import SearchError
 
@@ -43,20 +43,16 @@ def load_stores(config: SearchConfig) -> Stores:
 def split_for_search(store: Store, config: SearchConfig) -> Store:
     """A fixed store as it is; a fold store as ``stores.fold``'s view (test = that fold, val
     carved from the others with the search's seed)."""
-    protocol = protocol_of(store)
-    fold = config.stores.fold
-    if protocol.has_folds and fold is None:
-        raise SearchError(
-            f"{store.path}: a {protocol.kind} protocol with {protocol.folds} folds: name the test "
-            f"fold with stores.fold (1..{protocol.folds}), e.g. --set stores.fold=1"
+    try:
+        return protocol_split(
+            store,
+            config.stores.fold,
+            val_fraction=config.stores.val_fraction,
+            seed=config.seed,
+            option="stores.fold (e.g. --set stores.fold=1)",
         )
-    if not protocol.has_folds:
-        if fold is not None:
-            raise SearchError(
-                f"{store.path}: its protocol is fixed (the dataset's own splits): drop stores.fold"
-            )
-        return store
-    return fold_view(store, fold, val_fraction=config.stores.val_fraction, seed=config.seed)
+    except feature_store.StoreError as exc:
+        raise SearchError(str(exc)) from None
 
 
 def fold_stores(stores: Stores, fold: int, val_fraction: float, seed: int) -> Stores:

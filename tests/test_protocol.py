@@ -19,7 +19,7 @@ from avcore.errors import UserError
 from feature_store.errors import PairError, StoreError
 from feature_store.manifest import ManifestError, read_manifest
 from feature_store.manifest_spec import ManifestSpec, write_spec
-from feature_store.store.protocol import fold_view, protocol_of
+from feature_store.store.protocol import fold_view, protocol_of, protocol_split
 
 ROOT = Path(__file__).resolve().parent.parent
 MAFW = (
@@ -167,6 +167,26 @@ def test_fold_views_refuse_what_they_cannot_be(make_fold_store, make_store):
     afew = make_store("afew")
     with pytest.raises(StoreError, match="its protocol is fixed"):
         fold_view(afew, 1)
+
+
+def test_a_fold_store_needs_a_fold_and_a_fixed_one_refuses_one(make_fold_store, make_store):
+    store = make_fold_store("v")
+    with pytest.raises(StoreError, match=r"a folds protocol with 5 folds: .* with --fold \(1..5\)"):
+        protocol_split(store, None, val_fraction=0.1, seed=0, option="--fold")
+    view = protocol_split(store, 5, val_fraction=0.1, seed=0, option="--fold")
+    assert view.meta["view"]["fold"] == 5
+    afew = make_store("afew")
+    assert protocol_split(afew, None, val_fraction=0.1, seed=0, option="--fold") is afew
+    with pytest.raises(StoreError, match="fixed .* drop --fold"):
+        protocol_split(afew, 1, val_fraction=0.1, seed=0, option="--fold")
+
+
+def test_trainables_fit_runs_on_a_fold_and_reports_its_test(make_fold_store, capsys):
+    from trainables.__main__ import main
+
+    store = make_fold_store("v")
+    assert main(["fit", "--visual", str(store.path), "--set", "epochs=1", "--fold", "2"]) == 0
+    assert "test (measured, not selected on) WAR" in capsys.readouterr().out
 
 
 def test_stores_of_different_class_sets_do_not_pair(make_store):

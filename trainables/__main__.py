@@ -55,6 +55,16 @@ def _add_fit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force", action="store_true", help="replace an earlier fit's --out folder"
     )
+    parser.add_argument(
+        "--fold",
+        type=int,
+        default=None,
+        help="a fold protocol's stores: test on this fold, val carved from the others with the "
+        "config's seed (as a search with stores.fold does)",
+    )
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.1, help="with --fold: the val share carved (0.1)"
+    )
 
 
 def _row(metrics: dict[str, Any]) -> str:
@@ -85,6 +95,7 @@ def _run_fit(args: argparse.Namespace) -> int:
                 f"{data.path}: --{expected} needs a {expected} store, got {data.modality}"
             )
         stores = [data]
+    data, stores = _split(data, args.fold, args.val_fraction, config.seed)
     print(
         f"fit: {' + '.join(f'{s.modality} {s.path}' for s in stores)}; config {args.config or 'defaults'}"
     )
@@ -104,6 +115,12 @@ def _run_fit(args: argparse.Namespace) -> int:
     print(
         f"final: val_acc {result.metrics['val_acc']:.4f}  val_uar {result.metrics['val_uar']:.4f}  "
         f"val_loss {result.metrics['val_loss']:.4f}"
+        + (
+            f"  | test (measured, not selected on) WAR {result.metrics['test_acc']:.4f}  "
+            f"UAR {result.metrics['test_uar']:.4f}"
+            if "test_acc" in result.metrics
+            else ""
+        )
     )
     if args.out:
         label = config.label(*(store.path.name for store in stores))
@@ -111,6 +128,22 @@ def _run_fit(args: argparse.Namespace) -> int:
     else:
         print("(no --out given: nothing written)")
     return 0
+
+
+def _split(data, fold: int | None, val_fraction: float, seed: int):
+    """The pair (or store) as its protocol splits it: a fixed one as it is, a fold one as fold
+    ``fold``'s view (refused without ``--fold``); and its stores."""
+    import feature_store
+    from feature_store.store.protocol import protocol_split
+
+    def view(store):
+        return protocol_split(store, fold, val_fraction=val_fraction, seed=seed, option="--fold")
+
+    if isinstance(data, feature_store.StorePair):
+        data = feature_store.pair(view(data.visual), view(data.audio))
+        return data, [data.visual, data.audio]
+    data = view(data)
+    return data, [data]
 
 
 def _write_outputs(out: Path, result: TrialResult, classes: list[str], title: str) -> None:

@@ -39,6 +39,26 @@ def dataset_of(store: Store) -> str:
     return str(store.meta.get("dataset") or "afew")
 
 
+def protocol_split(
+    store: Store, fold: int | None, *, val_fraction: float, seed: int, option: str
+) -> Store:
+    """A fixed store as it is (``fold`` None); a fold store as ``fold``'s view. ``option`` is how
+    the caller's user names the fold (``stores.fold``, ``--fold``) in the one-line refusals."""
+    protocol = protocol_of(store)
+    if protocol.has_folds and fold is None:
+        raise StoreError(
+            f"{store.path}: a {protocol.kind} protocol with {protocol.folds} folds: name the test "
+            f"fold with {option} (1..{protocol.folds})"
+        )
+    if not protocol.has_folds:
+        if fold is not None:
+            raise StoreError(
+                f"{store.path}: its protocol is fixed (the dataset's own splits): drop {option}"
+            )
+        return store
+    return fold_view(store, fold, val_fraction=val_fraction, seed=seed)
+
+
 def fold_view(store: Store, fold: int, *, val_fraction: float = 0.1, seed: int = 0) -> Store:
     """The store split for ``fold``: test = fold ``fold``, val = a stratified ``val_fraction``
     of the other folds' clips (seeded by ``seed`` and the fold), train = the rest."""
