@@ -27,16 +27,20 @@ from avcore import afew
 from avcore.errors import UserError
 
 PROTOCOL_KINDS = ("fixed", "folds", "speakers")
+# How speaker folds are drawn: a seeded shuffle of the sorted ids dealt round robin, or contiguous
+# blocks of the sorted ids (as MAE-DFER's and HiCMAE's RAVDESS folds: actors 1-4, 5-8, ...).
+ASSIGNMENTS = ("shuffled", "blocks")
 
 
 @dataclass(frozen=True)
 class ProtocolSpec:
     """How a dataset is evaluated: its kind, how many folds (0 for ``fixed``) and, for speaker
-    folds, the seed their assignment was drawn with."""
+    folds, how they were drawn (``assignment``) and the seed of a shuffled draw."""
 
     kind: str = "fixed"
     folds: int = 0
     seed: int | None = None
+    assignment: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in PROTOCOL_KINDS:
@@ -45,6 +49,10 @@ class ProtocolSpec:
             raise UserError("a fixed protocol has no folds")
         if self.kind != "fixed" and self.folds < 2:
             raise UserError(f"a {self.kind} protocol needs at least 2 folds, got {self.folds}")
+        if self.assignment is not None and self.assignment not in ASSIGNMENTS:
+            raise UserError(
+                f"speaker fold assignment {self.assignment!r}: expected one of {ASSIGNMENTS}"
+            )
 
     @property
     def has_folds(self) -> bool:
@@ -54,16 +62,25 @@ class ProtocolSpec:
         out: dict[str, object] = {"kind": self.kind, "folds": self.folds}
         if self.seed is not None:
             out["seed"] = self.seed
+        if self.assignment is not None:
+            out["assignment"] = self.assignment
         return out
 
     @classmethod
     def from_dict(cls, raw: object, *, where: str) -> ProtocolSpec:
         if raw is None:
             return cls()
-        if not isinstance(raw, dict) or set(raw) - {"kind", "folds", "seed"}:
-            raise UserError(f"{where}: protocol must be a mapping of kind, folds (and seed)")
+        if not isinstance(raw, dict) or set(raw) - {"kind", "folds", "seed", "assignment"}:
+            raise UserError(
+                f"{where}: protocol must be a mapping of kind, folds (and seed, assignment)"
+            )
         try:
-            return cls(str(raw.get("kind", "fixed")), int(raw.get("folds", 0)), raw.get("seed"))
+            return cls(
+                str(raw.get("kind", "fixed")),
+                int(raw.get("folds", 0)),
+                raw.get("seed"),
+                raw.get("assignment"),
+            )
         except (TypeError, ValueError) as exc:
             raise UserError(f"{where}: protocol: {exc}") from None
 

@@ -75,7 +75,7 @@ def test_a_cremad_tree_goes_manifest_stores_search_folds_report_ensemble(crema_t
     assert feature_store_main(argv) == 0
     spec = yaml.safe_load(manifest.with_suffix(".yaml").read_text())
     assert spec["dataset"] == "crema-d" and tuple(spec["classes"]) == CREMAD.classes
-    assert spec["protocol"] == {"kind": "speakers", "folds": 3, "seed": 0}
+    assert spec["protocol"] == {"kind": "speakers", "folds": 3, "seed": 0, "assignment": "shuffled"}
     rows = pd.read_csv(manifest, dtype={"speaker": str})
     assert len(rows) == len(CODES) * len(ACTORS)
     assert rows.groupby("speaker")["fold"].nunique().max() == 1  # no actor in two folds

@@ -244,7 +244,9 @@ def test_ravdess_speaker_folds_and_seed(tmp_path, media, capsys):
     assert spec(out)["excluded"] == {
         "audio-only (modality 03)": 1, "song (vocal channel 02)": 1, "video-only (modality 02)": 1
     }  # fmt: skip
-    assert spec(out)["protocol"] == {"kind": "speakers", "folds": 6, "seed": 0}
+    assert spec(out)["protocol"] == {
+        "kind": "speakers", "folds": 6, "seed": 0, "assignment": "shuffled"
+    }  # fmt: skip
     first = {v["speaker"]: v["fold"] for v in got.values()}
     assert all(v["fold"] == first[v["speaker"]] for v in got.values())  # one fold per actor
     assert sorted(list(first.values()).count(str(k)) for k in range(1, 7)) == [2] * 6
@@ -253,8 +255,15 @@ def test_ravdess_speaker_folds_and_seed(tmp_path, media, capsys):
     assert {v["speaker"]: v["fold"] for v in rows(again).values()} == first  # deterministic
     other, _ = build("ravdess", tmp_path, media, capsys, "--force", "--seed", "1", "--folds", "4")
     moved = {v["speaker"]: v["fold"] for v in rows(other).values()}
-    assert spec(other)["protocol"] == {"kind": "speakers", "folds": 4, "seed": 1}
+    assert spec(other)["protocol"] == {
+        "kind": "speakers", "folds": 4, "seed": 1, "assignment": "shuffled"
+    }  # fmt: skip
     assert set(moved.values()) == {"1", "2", "3", "4"} and moved != first
+    blocks, _ = build("ravdess", tmp_path, media, capsys, "--force", "--speaker-folds", "blocks")
+    assert spec(blocks)["protocol"] == {"kind": "speakers", "folds": 6, "assignment": "blocks"}
+    by_actor = {int(v["speaker"]): int(v["fold"]) for v in rows(blocks).values()}
+    actors = sorted(by_actor)  # the tree's 12 actors: contiguous pairs of sorted ids per fold
+    assert by_actor == {actor: index // 2 + 1 for index, actor in enumerate(actors)}
 
 
 def test_cremad(tmp_path, media, capsys):

@@ -236,3 +236,16 @@ def test_no_afew_assumption_outside_the_default_profile():
         if pattern.search(line)
     ]
     assert not offenders, offenders
+
+
+def test_speaker_folds_shuffled_by_seed_or_in_contiguous_blocks():
+    from feature_store.datasets.common import speaker_folds
+
+    actors = [f"{a:02d}" for a in range(1, 25)]
+    blocks = speaker_folds(actors, 6, 0, "blocks")
+    assert blocks == {f"{a:02d}": (a - 1) // 4 + 1 for a in range(1, 25)}  # 1-4, 5-8, ...
+    sizes = sorted(list(speaker_folds(map(str, range(1001, 1092)), 5, 0, "blocks").values()))
+    assert [sizes.count(k) for k in range(1, 6)] == [19, 18, 18, 18, 18]
+    shuffled = speaker_folds(actors, 6, 0)
+    assert shuffled == speaker_folds(reversed(actors), 6, 0) != speaker_folds(actors, 6, 1)
+    assert sorted(list(shuffled.values()).count(k) for k in range(1, 7)) == [4] * 6

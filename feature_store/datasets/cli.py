@@ -38,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="speaker protocols: seed of the fold draw (default 0)",
     )
+    parser.add_argument(
+        "--speaker-folds",
+        choices=("shuffled", "blocks"),
+        default=None,
+        help="speaker protocols: shuffled (by --seed, dealt round robin; default) or blocks "
+        "(contiguous runs of the sorted actor ids, e.g. RAVDESS 1-4, 5-8, ... as MAE-DFER)",
+    )
     add_force(parser, "replace a manifest (and its YAML) already at --out")
 
 
@@ -50,9 +57,14 @@ def run(args: argparse.Namespace) -> int:
 
     chosen = reader(args.dataset)
     name, protocol = chosen.profile.name, chosen.profile.protocol
-    if protocol.kind != "speakers" and (args.folds is not None or args.seed is not None):
+    speaker_options = (args.folds, args.seed, args.speaker_folds)
+    if protocol.kind != "speakers" and any(option is not None for option in speaker_options):
         fixed = "its own splits" if protocol.kind == "fixed" else f"{protocol.folds} official folds"
-        raise DatasetError(f"--folds and --seed are for speaker protocols; {name} has {fixed}")
+        raise DatasetError(
+            f"--folds, --seed and --speaker-folds are for speaker protocols; {name} has {fixed}"
+        )
+    if args.speaker_folds == "blocks" and args.seed is not None:
+        raise DatasetError("--seed draws shuffled speaker folds; blocks take no seed")
     out = Path(args.out)
     check_out(out, force=args.force)
     root = Path(args.root)
@@ -66,9 +78,10 @@ def run(args: argparse.Namespace) -> int:
     if protocol.kind == "speakers":
         folds = protocol.folds if args.folds is None else args.folds
         seed = (protocol.seed or 0) if args.seed is None else args.seed
-        assignment = speaker_folds((clip.speaker for clip in listing.clips), folds, seed)
+        how = args.speaker_folds or "shuffled"
+        assignment = speaker_folds((clip.speaker for clip in listing.clips), folds, seed, how)
         listing.clips = [replace(clip, fold=assignment[clip.speaker]) for clip in listing.clips]
-        protocol = ProtocolSpec("speakers", folds, seed)
+        protocol = ProtocolSpec("speakers", folds, seed if how == "shuffled" else None, how)
     spec = ManifestSpec(
         dataset=name,
         classes=chosen.profile.classes,

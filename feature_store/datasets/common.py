@@ -125,14 +125,24 @@ def _speaker_key(speaker: str) -> tuple[int, int, str]:
     return (0, int(speaker), speaker) if speaker.isdigit() else (1, 0, speaker)
 
 
-def speaker_folds(speakers: Iterable[str], folds: int, seed: int) -> dict[str, int]:
-    """Speaker-independent folds: the sorted speaker ids shuffled with ``random.Random(seed)``, then
-    dealt round-robin into folds 1..k (sizes differ by at most one; no speaker in two folds)."""
+def speaker_folds(
+    speakers: Iterable[str], folds: int, seed: int, assignment: str = "shuffled"
+) -> dict[str, int]:
+    """Speaker-independent folds 1..k (sizes differ by at most one; no speaker in two folds):
+    ``shuffled``, the sorted speaker ids shuffled with ``random.Random(seed)`` and dealt round
+    robin; ``blocks``, the sorted ids cut into k contiguous blocks, the first ones a speaker larger
+    where k does not divide them (RAVDESS's 24 actors in 6 folds: 1-4, 5-8, ..., as MAE-DFER)."""
     ordered = sorted(set(speakers), key=_speaker_key)
     if not 2 <= folds <= len(ordered):
         raise DatasetError(
             f"--folds {folds}: need 2 to {len(ordered)} folds for {len(ordered)} speakers"
         )
+    if assignment == "blocks":
+        size, larger = divmod(len(ordered), folds)
+        bounds = [k * size + min(k, larger) for k in range(folds + 1)]
+        return {
+            speaker: k + 1 for k in range(folds) for speaker in ordered[bounds[k] : bounds[k + 1]]
+        }
     random.Random(seed).shuffle(ordered)
     return {speaker: index % folds + 1 for index, speaker in enumerate(ordered)}
 
