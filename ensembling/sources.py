@@ -104,22 +104,16 @@ def align(loaded: list[tuple[Candidate, dict[str, np.ndarray]]], **extra) -> Sco
         test_order = clip_order(
             arrays["clip_ids_test"], reference["clip_ids_test"], candidate.name, first.name, "test"
         )
-        labels = arrays["labels_val"][val_order]
-        differs = labels != reference["labels_val"]
-        if differs.any():
-            clip = str(reference["clip_ids_val"][differs][0])
-            raise ScoresError(
-                f"{candidate.name}: clip {clip!r} has label {labels[differs][0]}, "
-                f"{first.name} says {reference['labels_val'][differs][0]}"
-            )
-        test_labels = arrays["labels_test"][test_order]
-        differs = test_labels != reference["labels_test"]
-        if differs.any():
-            clip = str(reference["clip_ids_test"][differs][0])
-            raise ScoresError(
-                f"{candidate.name}: test clip {clip!r} has label {test_labels[differs][0]}, "
-                f"{first.name} says {reference['labels_test'][differs][0]}"
-            )
+        for split, order in (("val", val_order), ("test", test_order)):
+            labels = arrays[f"labels_{split}"][order]
+            differs = labels != reference[f"labels_{split}"]
+            if differs.any():
+                clip = str(reference[f"clip_ids_{split}"][differs][0])
+                raise ScoresError(
+                    f"{candidate.name}: {'test ' if split == 'test' else ''}clip {clip!r} has "
+                    f"label {labels[differs][0]}, {first.name} says "
+                    f"{reference[f'labels_{split}'][differs][0]}"
+                )
         vals.append(arrays["val"][val_order])
         tests.append(arrays["test"][test_order])
     counts = reference.get("train_counts")

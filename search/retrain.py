@@ -112,12 +112,29 @@ class _Retraining:
     config: Any  # the search's SearchConfig
     folds: int  # the protocol's folds; 0 for a fixed protocol
 
+    def confirm(self, row, k: int, view: tuple[int, float, int] | None = None):
+        """Start the confirm retrain of leaderboard ``row`` with its k-th fresh seed (on the fold
+        ``view`` names); the Ray reference of its figure."""
+        return self.remote.remote(
+            {**self.configs[row.run_id], "seed": SEED_OFFSET + k},
+            (row.visual_feature, row.audio_feature),
+            self.stores,
+            self.context,
+            row.run_id,
+            CONFIRM,
+            view,
+        )
 
-def _prepare(name: str, top: int, tracking_uri: str | None, num_cpus: int | None) -> _Retraining:
+
+def _prepare(
+    name: str, top: int, tracking_uri: str | None, num_cpus: int | None, *, seeds: int = 1
+) -> _Retraining:
     import ray
 
     if top < 1:
         raise SearchError(f"--top must be >= 1, got {top}")
+    if seeds < 1:
+        raise SearchError(f"--seeds must be >= 1, got {seeds}")
     outcome = search_status(name, tracking_uri=tracking_uri)
     mlflow_client = client(outcome.tracking_uri)
     table = outcome.leaderboard
@@ -155,21 +172,9 @@ def confirm_search(
 ) -> list[Confirmed]:
     import ray
 
-    if seeds < 1:
-        raise SearchError(f"--seeds must be >= 1, got {seeds}")
-    job = _prepare(name, top, tracking_uri, num_cpus)
+    job = _prepare(name, top, tracking_uri, num_cpus, seeds=seeds)
     pending = {
-        row.run_id: [
-            job.remote.remote(
-                {**job.configs[row.run_id], "seed": SEED_OFFSET + k},
-                (row.visual_feature, row.audio_feature),
-                job.stores,
-                job.context,
-                row.run_id,
-                CONFIRM,
-            )  # fmt: skip
-            for k in range(1, seeds + 1)
-        ]
+        row.run_id: [job.confirm(row, k) for k in range(1, seeds + 1)]
         for row in job.best.itertuples()
     }
     results = []
@@ -193,30 +198,16 @@ def confirm_folds(
     ``seeds`` seeds each; returns their WAR/UAR per fold, best mean WAR first."""
     import ray
 
-    if seeds < 1:
-        raise SearchError(f"--seeds must be >= 1, got {seeds}")
-    job = _prepare(name, top, tracking_uri, num_cpus)
+    job = _prepare(name, top, tracking_uri, num_cpus, seeds=seeds)
     count = job.folds
     if not count:
         raise SearchError(
             f"search {name!r} runs on a fixed protocol (the dataset's own splits): it has no folds"
         )
     chosen = parse_folds(folds, count)
-    stores = job.config.stores
+    view = job.config.stores.val_fraction, job.config.seed
     pending = [
-        (
-            row,
-            fold,
-            job.remote.remote(
-                {**job.configs[row.run_id], "seed": SEED_OFFSET + k},
-                (row.visual_feature, row.audio_feature),
-                job.stores,
-                job.context,
-                row.run_id,
-                CONFIRM,
-                (fold, stores.val_fraction, job.config.seed),
-            ),
-        )
+        (row, fold, job.confirm(row, k, (fold, *view)))
         for row in job.best.itertuples()
         for fold in chosen
         for k in range(1, seeds + 1)

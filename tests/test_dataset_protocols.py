@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_search_support import DEMO_CONFIG, run_cli
+from test_search_support import run_cli, search_args
 
 import feature_store
 from avcore.datasets import profile
@@ -23,18 +23,8 @@ MAFW = profile("mafw").classes
 
 
 def fold_search_args(root: Path, work: Path, name: str, *extra: str) -> list[str]:
-    return [
-        "run", str(DEMO_CONFIG), "--smoke-test",
-        "--set", f"name={name}",
-        "--set", f"stores.root={root}",
-        "--set", "stores.visual_feature=[basic]",
-        "--set", "stores.audio_feature=[spectrogram]",
-        "--set", f"tracking.uri=sqlite:///{work}/mlruns/mlflow.db",
-        "--set", f"storage_path={work}/ray_results",
-        "--set", "budget.max_failures=0",
-        "--set", "trial.device=cpu",
-        *extra,
-    ]  # fmt: skip
+    """The smoke search of the other search tests, under its own name."""
+    return search_args(root, work, "--set", f"name={name}", *extra)
 
 
 @pytest.fixture(scope="module")
