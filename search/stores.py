@@ -49,10 +49,11 @@ def split_for_search(store: Store, config: SearchConfig) -> Store:
             config.stores.fold,
             val_fraction=config.stores.val_fraction,
             seed=config.seed,
-            option="stores.fold (e.g. --set stores.fold=1)",
+            option="stores.fold",
         )
     except feature_store.StoreError as exc:
-        raise SearchError(str(exc)) from None
+        hint = ", e.g. --set stores.fold=1" if config.stores.fold is None else ""
+        raise SearchError(f"{exc}{hint}") from None
 
 
 def fold_stores(stores: Stores, fold: int, val_fraction: float, seed: int) -> Stores:
