@@ -10,7 +10,7 @@ MLFLOW_UI_PORT ?= 5000
 # One name per `make demo` run: the search's MLflow experiment and its ensemble folder.
 DEMO_NAME := demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup demo test test-lowest lint ui dashboard clean
+.PHONY: setup demo test test-fast test-lowest lint ui dashboard clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ lint: setup
 
 test: lint
 	$(VENV)/bin/pytest -q --durations=15
+
+# The inner loop while working: ruff and every test not marked slow (no search, cluster or build
+# end to end; a few minutes on 2 cores).
+test-fast: lint
+	$(VENV)/bin/pytest -q -m "not slow" --durations=10
 
 # The search tests on the lowest Ray, Optuna and MLflow pyproject.toml allows (.ci/lowest.py reads
 # them from it): a venv holding only those (and .ci/lowest-era.txt's caps on their own dependencies)

@@ -11,7 +11,9 @@ CLI's ``--help`` and a config's validation stay light.
 - ``parsing``: ``key=value`` overrides and a pydantic error as one line;
 - ``registry``: name -> entry tables whose unknown names list the known ones;
 - ``tracking``: the MLflow tracking URI and the one health probe of a tracking server;
-- ``afew``: AFEW's classes and train counts; ``metrics``: accuracy, UAR, the confusion matrix;
+- ``afew``: AFEW's classes and train counts, read only by ``datasets``: the datasets' profiles
+  (classes in label order, protocol, sizes; AFEW the default); ``metrics``: accuracy, UAR, the
+  confusion matrix;
 - ``figures``: the figures' house style (160 dpi, the one confusion matrix); the one module here
   that imports matplotlib, so it is imported where a figure is drawn;
 - ``results``: the contract between a search and ``ensembling`` (MLflow tags, statuses,
