@@ -33,12 +33,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from feature_store.backbones import make_backbone  # noqa: E402
 from feature_store.finetune.data import Augment, epoch_plan, prepare_crops  # noqa: E402
 from feature_store.finetune.loop import FaceClassifier, make_optimizer, train_epoch  # noqa: E402
 from feature_store.image_sets import read_image_set  # noqa: E402
 from feature_store.recipe import load_recipe  # noqa: E402
 from feature_store.synthetic_faces import write_rafdb  # noqa: E402
+from feature_store.visual.backbones import make_backbone  # noqa: E402
 
 AFFECTNET_TRAIN_IMAGES = 287_651
 CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")

@@ -45,12 +45,12 @@ sys.path.insert(0, str(ROOT))
 
 from feature_store.build import build_store  # noqa: E402
 from feature_store.devices import resolve_device  # noqa: E402
-from feature_store.matrix_build import build_stores  # noqa: E402
 from feature_store.progress import STAGES  # noqa: E402
 from feature_store.recipe import load_recipe  # noqa: E402
 from feature_store.store import open_store  # noqa: E402
-from feature_store.video import write_video  # noqa: E402
-from feature_store.visual import VisualExtractor  # noqa: E402
+from feature_store.visual.extractor import VisualExtractor  # noqa: E402
+from feature_store.visual.matrix_build import build_stores  # noqa: E402
+from feature_store.visual.video import write_video  # noqa: E402
 
 DLIB_VARIANTS = ("basic", "f-mean", "f-meanstd", "f-normfft")
 
@@ -234,8 +234,8 @@ def bench_throughput(tmp: Path, args) -> None:
 
 
 def bench_gpu(tmp: Path, args) -> None:
-    from feature_store.backbones import make_backbone
-    from feature_store.visual_specs import BackboneSpec
+    from feature_store.visual.backbones import make_backbone
+    from feature_store.visual.specs import BackboneSpec
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print("\n3. GPU: no CUDA device on this machine, nothing measured")
@@ -332,8 +332,8 @@ def preprocessing_cost(
 
 
 def bench_preprocess(tmp: Path, args) -> None:
-    from feature_store.backbones import make_backbone
-    from feature_store.visual_specs import BackboneSpec
+    from feature_store.visual.backbones import make_backbone
+    from feature_store.visual.specs import BackboneSpec
 
     names = args.backbone or ["ir50", "iresnet50", "resnet18", "vggface"]
     batch = args.gpu_batch if args.device == "cuda" else 16

@@ -85,7 +85,7 @@ def _add_build(parser: argparse.ArgumentParser) -> None:
 def _run_build(args: argparse.Namespace) -> int:
     from feature_store.build import build_store
     from feature_store.inspect import counts
-    from feature_store.matrix_build import build_stores
+    from feature_store.visual.matrix_build import build_stores
 
     options = dict(
         workers=args.workers,

@@ -1,8 +1,9 @@
 """The generic, resumable store-build engine: manifest + recipe -> one feature store.
 
 Each modality plugs in an ``Extractor`` (raw clip file -> ``[n, dim]`` vectors + provenance),
-registered with ``@register_extractor("visual")`` in ``feature_store/<modality>.py`` (imported on
-demand, see ``feature_store.recipe.import_modality``). The engine does everything else:
+registered with ``@register_extractor("visual")`` in its package ``feature_store/<modality>/``
+(imported on demand, see ``feature_store.recipe.import_modality``). The engine does everything
+else:
 
 - runs extractors in-process (``workers=1``), in parallel worker processes, or on Ray actors
   (``use_ray``; ``ray.init()`` without an address, one GPU per actor when the recipe says cuda);
@@ -20,8 +21,8 @@ demand, see ``feature_store.recipe.import_modality``). The engine does everythin
 
 Its parts: ``extractor`` (the plug-in contract), ``workers`` (processes and Ray actors),
 ``workdir`` (finished clips of an unfinished build), ``assemble`` (the store, ``rejected.csv``,
-the contact sheet). Several recipes in one pass over the videos: ``feature_store.matrix_build``,
-which shares those parts.
+the contact sheet). Several recipes in one pass over the videos:
+``feature_store.visual.matrix_build``, which shares those parts.
 """
 
 from __future__ import annotations

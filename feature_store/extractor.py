@@ -1,8 +1,9 @@
 """The plug-in contract of the build engine: an ``Extractor`` turns one raw clip file into
 ``[n, dim]`` vectors and provenance; each modality registers a factory with
-``@register_extractor("visual")`` in ``feature_store/<modality>`` (imported on demand by
-``make_extractor``, see ``feature_store.recipe.import_modality``). A bad clip is a ``ClipError``
-value, cheap to ship back from a worker; ``ExtractJob`` is what a worker runs per clip.
+``@register_extractor("visual")`` in its package ``feature_store/<modality>/`` (imported on
+demand by ``make_extractor``, see ``feature_store.recipe.import_modality``). A bad clip is a
+``ClipError`` value, cheap to ship back from a worker; ``ExtractJob`` is what a worker runs per
+clip.
 """
 
 from __future__ import annotations

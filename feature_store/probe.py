@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from feature_store.backbones import Backbone, make_backbone
 from feature_store.errors import StoreError
 from feature_store.recipe import load_recipe
+from feature_store.visual.backbones import Backbone, make_backbone
 from feature_store.weights import read_checkpoint
 
 

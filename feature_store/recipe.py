@@ -3,7 +3,7 @@
 Every recipe has ``modality: visual | audio``; the modality picks the pydantic model that
 validates the rest (a discriminated union whose members register themselves with
 ``@register_recipe("audio")``). A modality's models live beside its pipeline: ``load_recipe``
-imports ``feature_store.<modality>`` on first use so that module can register its recipe model
+imports the package ``feature_store.<modality>`` on first use so it can register its recipe model
 (and its extractor, see ``feature_store.extractor``). Unknown keys and bad values are
 ``RecipeError``s naming the file and the key::
 

@@ -260,7 +260,7 @@ def test_train_audio_then_build_from_its_checkpoint(clips, tmp_path, monkeypatch
 def test_an_audio_recipe_builds_alongside_visual_ones(clips, tmp_path):
     # build --recipe V.yaml --recipe A.yaml --out ROOT: the visual store through the matrix, the
     # audio one by its own engine, each in ROOT/<stem>/ and equal to building it alone.
-    from feature_store.matrix_build import build_stores
+    from feature_store.visual.matrix_build import build_stores
 
     manifest = write_manifest(tmp_path / "manifest.csv", clips)
     audio = write_recipe(tmp_path / "speech.yaml")

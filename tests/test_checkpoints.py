@@ -28,9 +28,9 @@ from PIL import Image
 from torch import nn
 
 from feature_store.audio.checkpoint import read_weights
-from feature_store.backbones import BACKBONES, WeightsError, make_backbone
 from feature_store.recipe import RecipeError, load_recipe, parse_recipe
-from feature_store.visual_specs import BackboneSpec
+from feature_store.visual.backbones import BACKBONES, WeightsError, make_backbone
+from feature_store.visual.specs import BackboneSpec
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "store"
 LEGACY = {"_use_new_zipfile_serialization": False}  # torch.save as before PyTorch 1.6

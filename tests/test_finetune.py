@@ -21,12 +21,12 @@ import torch
 from PIL import Image
 
 from feature_store.__main__ import main
-from feature_store.backbones import make_backbone
 from feature_store.finetune import finetune
-from feature_store.nets import ResNet18
 from feature_store.probe import image_probe
 from feature_store.recipe import load_recipe
 from feature_store.synthetic_faces import write_rafdb
+from feature_store.visual.backbones import make_backbone
+from feature_store.visual.nets import ResNet18
 
 pytestmark = pytest.mark.slow
 SETTINGS = dict(epochs=5, batch_size=8, lr=3e-4, optimizer="adam", progress=False)

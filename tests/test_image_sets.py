@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 from feature_store.__main__ import main
-from feature_store.faces import FaceCropper
 from feature_store.finetune.data import epoch_plan, prepare_crops
 from feature_store.image_sets import CLASSES, ImageSetError, read_image_set
 from feature_store.synthetic_faces import base_face, write_photos, write_rafdb
-from feature_store.visual_specs import FaceSpec
+from feature_store.visual.faces import FaceCropper
+from feature_store.visual.specs import FaceSpec
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "store"
 

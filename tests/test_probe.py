@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from feature_store.__main__ import main
-from feature_store.nets import ResNet18
 from feature_store.probe import finetuned_record, softmax_probe
+from feature_store.visual.nets import ResNet18
 
 
 def test_softmax_probe_separates_separable_classes_and_not_noise() -> None:

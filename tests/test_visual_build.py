@@ -21,9 +21,9 @@ from feature_store import build as build_mod
 from feature_store.__main__ import main
 from feature_store.build import build_store
 from feature_store.errors import StoreError, StoreExistsError
-from feature_store.matrix_build import build_stores
 from feature_store.recipe import RecipeError, load_recipe
-from feature_store.visual import VisualExtractor
+from feature_store.visual.extractor import VisualExtractor
+from feature_store.visual.matrix_build import build_stores
 from feature_store.workdir import work_dir_for
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "store"

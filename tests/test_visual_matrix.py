@@ -17,10 +17,10 @@ import feature_store
 from feature_store.__main__ import main
 from feature_store.build import build_store
 from feature_store.errors import StoreExistsError
-from feature_store.faces import FaceCropper
-from feature_store.matrix import ClipMatrix
-from feature_store.matrix_build import build_stores
-from feature_store.video import write_video
+from feature_store.visual.faces import FaceCropper
+from feature_store.visual.matrix import ClipMatrix
+from feature_store.visual.matrix_build import build_stores
+from feature_store.visual.video import write_video
 from feature_store.workdir import work_dir_for
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "store"
@@ -189,7 +189,7 @@ def test_an_interrupted_matrix_build_resumes_per_clip(clips, one_by_one, tmp_pat
 def test_the_gpu_split_gives_the_same_stores(clips, one_by_one, tmp_path, monkeypatch):
     # The GPU layout (workers only track, one consumer per GPU runs the backbones on clips
     # batched together) run on the CPU: the consumer gets the driver's models, here on the CPU.
-    from feature_store import gpu_consumers, matrix_build
+    from feature_store.visual import gpu_consumers, matrix_build
 
     monkeypatch.setattr(matrix_build, "_local_gpus", lambda recipes: 1)
     monkeypatch.setattr(gpu_consumers, "GPU_BATCH_FRAMES", 6)  # a batch spans clips

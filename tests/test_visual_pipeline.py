@@ -18,9 +18,9 @@ import skimage.transform
 import torch
 from PIL import Image
 
-from feature_store.backbones import Backbone, WeightsError, make_backbone
-from feature_store.enhance import ENHANCEMENTS, ROTATIONS, SCALES, make_enhancement
-from feature_store.faces import (
+from feature_store.visual.backbones import Backbone, WeightsError, make_backbone
+from feature_store.visual.enhance import ENHANCEMENTS, ROTATIONS, SCALES, make_enhancement
+from feature_store.visual.faces import (
     ARCFACE_TEMPLATE,
     Face,
     FaceCropper,
@@ -29,9 +29,9 @@ from feature_store.faces import (
     extended_box,
     whole_frame,
 )
-from feature_store.nets import VGG16, vgg_face_dag_name
-from feature_store.video import VideoError, decode_frames, sample_indices, write_video
-from feature_store.visual_specs import BackboneSpec, FaceSpec
+from feature_store.visual.nets import VGG16, vgg_face_dag_name
+from feature_store.visual.specs import BackboneSpec, FaceSpec
+from feature_store.visual.video import VideoError, decode_frames, sample_indices, write_video
 
 FACE_PATCH = skimage.data.astronaut()[20:240, 120:330]  # the face with some margin, 220×210
 

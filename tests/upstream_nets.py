@@ -1,7 +1,7 @@
 """The face CNNs as their upstream projects publish them, transcribed for the checkpoint tests.
 
-These are written from the upstream sources, not from ``feature_store.nets``, so that a layout
-test compares our loader against what the checkpoint's users run: attribute names (hence
+These are written from the upstream sources, not from ``feature_store.visual.nets``, so that a
+layout test compares our loader against what the checkpoint's users run: attribute names (hence
 state-dict keys), layer order and forward passes follow each file line by line; only Python 2
 idioms and unused options (dilation, fp16, the training branches) are left out.
 

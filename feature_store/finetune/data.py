@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from avcore.progress import Progress
 from feature_store.image_sets import ImageSet, ImageSetError
-from feature_store.visual_specs import FaceSpec
+from feature_store.visual.specs import FaceSpec
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
@@ -65,7 +65,7 @@ _CROPPER = None  # this process's faces.FaceCropper
 def cut_face(item: tuple[str, str, tuple[float, ...], FaceSpec]) -> np.ndarray:
     """One face crop ``[size, size, 3]`` (runs in pool processes; the detector is made once)."""
     # Imported here: dlib is needed to cut faces, not to train on cut ones (a GPU image may lack it).
-    from feature_store.faces import FaceCropper, crop_affine, extended_box, warp, whole_frame
+    from feature_store.visual.faces import FaceCropper, crop_affine, extended_box, warp, whole_frame
 
     global _CROPPER
     path, faces, box, spec = item

@@ -26,9 +26,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from feature_store.backbone_base import Preprocessing
 from feature_store.finetune.data import Augment, batch_input, epoch_plan
 from feature_store.image_sets import CLASSES
+from feature_store.visual.backbone_base import Preprocessing
 
 STATE_FILE = "state.pt"
 

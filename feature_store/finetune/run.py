@@ -20,14 +20,14 @@ from typing import Any
 import torch
 
 from avcore.tracking import resolve_uri
-from feature_store.backbone_base import TorchBackbone
-from feature_store.backbones import make_backbone
 from feature_store.errors import StoreError
 from feature_store.finetune.data import Augment, prepare_crops
 from feature_store.finetune.loop import STATE_FILE, FaceClassifier, epoch_line, train_loop
 from feature_store.image_sets import CLASSES, describe, read_image_set
 from feature_store.recipe import load_recipe
 from feature_store.tracking import start_mlflow
+from feature_store.visual.backbone_base import TorchBackbone
+from feature_store.visual.backbones import make_backbone
 
 CHECKPOINT_FORMAT = "avfusion-finetuned-backbone"
 EXPERIMENT = "finetune"

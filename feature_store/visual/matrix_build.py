@@ -2,16 +2,16 @@
 
 Every store goes to ``ROOT/<recipe file stem>/``. The visual recipes run together through one
 ``ClipMatrix`` (decode, detect and align once per clip and setting; each backbone once per crop
-and copy set; see ``feature_store.matrix``); audio recipes are built after them, one by one, by
-the one-recipe engine (``build_store``).
+and copy set; see ``feature_store.visual.matrix``); audio recipes are built after them, one by
+one, by the one-recipe engine (``build_store``).
 
 The work folder ``<ROOT.parent>/.<ROOT.name>.work/`` holds
 
 - ``stores/<stem>/``: finished clips of each unfinished store (a ``WorkDir`` each), so a stopped
   or killed build resumes at clip granularity for the whole matrix: a clip is redone only for the
   stores that lack it;
-- ``tracks/``: the face-track cache (``feature_store.tracks``), keyed by track setting and the
-  video's content hash. It is kept after the build, so a later build into the same ROOT with a
+- ``tracks/``: the face-track cache (``feature_store.visual.tracks``), keyed by track setting and
+  the video's content hash. It is kept after the build, so a later build into the same ROOT with a
   new backbone or enhancement reuses the detection (delete the folder to reclaim the space).
 
 Workers: in-process, ``--workers N`` processes, or Ray actors (``--ray``). The driver owns the
@@ -37,15 +37,15 @@ from feature_store.build import build_store
 from feature_store.devices import resolve_device
 from feature_store.errors import StoreError, StoreExistsError
 from feature_store.extractor import ClipError
-from feature_store.gpu_consumers import GpuConsumers
 from feature_store.manifest import read_manifest
-from feature_store.matrix import ClipMatrix, MatrixOutcome
 from feature_store.progress import BuildProgress
 from feature_store.recipe import RecipeBase, load_recipe
 from feature_store.store.format import META_FILE
 from feature_store.store.reader import Store
-from feature_store.tracks import FaceTrack, TrackCache, content_hash
-from feature_store.visual_recipe import VisualRecipe
+from feature_store.visual.gpu_consumers import GpuConsumers
+from feature_store.visual.matrix import ClipMatrix, MatrixOutcome
+from feature_store.visual.recipe import VisualRecipe
+from feature_store.visual.tracks import FaceTrack, TrackCache, content_hash
 from feature_store.workdir import WorkDir, work_dir_for
 from feature_store.workers import check_workers, run_jobs
 

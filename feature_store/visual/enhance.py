@@ -16,7 +16,7 @@ black. ``transformed_copies`` makes them all with one ``grid_sample`` call.
 Each enhancement says which per-copy features it is made from (``inputs``: a backbone and a
 ``CopySet``, or the crop itself) and how (``combine``), so a build of many stores computes each
 once: F-Mean and F-MeanStd share the same 18 copies, F-NormFFT the basic vectors, F-AR-Mean the
-two backbones' F-Mean copies (``feature_store.matrix``).
+two backbones' F-Mean copies (``feature_store.visual.matrix``).
 
     >>> enhancement = make_enhancement("f-meanstd")
     >>> enhancement(crops, [backbone], batch_size=64)    # [F, 3, S, S] -> [F, 2 * backbone.dim]
@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from avcore.registry import Registry
-from feature_store.backbone_base import Backbone
 from feature_store.errors import StoreError
+from feature_store.visual.backbone_base import Backbone
 
 ROTATIONS = (-2.0, 0.0, 2.0)
 SCALES = (1.0, 1.03, 1.07)

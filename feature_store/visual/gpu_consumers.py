@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from feature_store.extractor import ClipError
-from feature_store.matrix import ClipMatrix, MatrixOutcome
-from feature_store.visual_recipe import VisualRecipe
+from feature_store.visual.matrix import ClipMatrix, MatrixOutcome
+from feature_store.visual.recipe import VisualRecipe
 
 #: Frames a GPU consumer gathers (over clips) before its backbone passes.
 GPU_BATCH_FRAMES = 512

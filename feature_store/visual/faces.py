@@ -28,7 +28,7 @@ import face_recognition_models
 import numpy as np
 from PIL import Image
 
-from feature_store.visual_specs import FaceSpec
+from feature_store.visual.specs import FaceSpec
 
 
 @dataclass(frozen=True)

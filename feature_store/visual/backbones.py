@@ -1,9 +1,10 @@
 """Visual backbones: face crop batch -> one feature vector per crop, in a registry.
 
-Each torch backbone is a network of ``feature_store.nets`` with its release's parameter names,
-the checkpoint named by the recipe (read by ``feature_store.weights``: ``weights_only=True``,
-wrappers and ``module.`` prefixes undone) and the preprocessing that checkpoint was trained with
-(``BackboneSpec.preprocess``: input side, channel order, value scale, mean/std)::
+Each torch backbone is a network of ``feature_store.visual.nets`` with its release's parameter
+names, the checkpoint named by the recipe (read by ``feature_store.weights``: ``weights_only=True``,
+wrappers and ``module.`` prefixes undone; fitted by ``feature_store.visual.weights``) and the
+preprocessing that checkpoint was trained with (``BackboneSpec.preprocess``: input side, channel
+order, value scale, mean/std)::
 
     ir50, ir-se50           face.evoLVe.PyTorch IR_50 / IR_SE_50, 512-d; 112 or 224 input, as the
                             checkpoint's output_layer Linear says
@@ -33,11 +34,11 @@ import torch
 import torch.nn.functional as F
 
 from avcore.registry import Registry
-from feature_store.backbone_base import Backbone, preprocessing_for
-from feature_store.backbone_weights import read_backbone_checkpoint, torch_backbone
 from feature_store.errors import StoreError
-from feature_store.nets import VGG16, EvolveIR, IResNet, ResNet18, vgg_face_dag_name
-from feature_store.visual_specs import BackboneSpec
+from feature_store.visual.backbone_base import Backbone, preprocessing_for
+from feature_store.visual.nets import VGG16, EvolveIR, IResNet, ResNet18, vgg_face_dag_name
+from feature_store.visual.specs import BackboneSpec
+from feature_store.visual.weights import read_backbone_checkpoint, torch_backbone
 from feature_store.weights import WeightsError
 
 __all__ = [

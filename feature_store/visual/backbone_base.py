@@ -1,7 +1,7 @@
 """What every visual backbone is: ``Backbone`` (face crops in 0..1 -> ``[B, dim]``), the
 ``Preprocessing`` a checkpoint was trained with (input side, channel order, value scale,
 mean/std) and ``TorchBackbone``, a torch module fed through it. The registered backbones are in
-``feature_store.backbones``.
+``feature_store.visual.backbones``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from feature_store.visual_specs import BackboneSpec, PreprocessSpec
+from feature_store.visual.specs import BackboneSpec, PreprocessSpec
 from feature_store.weights import WeightsError
 
 

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from feature_store.faces import Face, FaceCropper
-from feature_store.video import decode_frames
-from feature_store.visual_recipe import VisualRecipe
-from feature_store.visual_specs import FaceSpec, SamplingSpec
+from feature_store.visual.faces import Face, FaceCropper
+from feature_store.visual.recipe import VisualRecipe
+from feature_store.visual.specs import FaceSpec, SamplingSpec
+from feature_store.visual.video import decode_frames
 
 # Fields of ``faces`` that only change how a found face is cut out, not where it is. Any other
 # field (including ones added later) is part of the detection key: sharing less, never stale.

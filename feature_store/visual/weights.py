@@ -12,8 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from feature_store.backbone_base import Preprocessing, TorchBackbone
-from feature_store.visual_specs import BackboneSpec
+from feature_store.visual.backbone_base import Preprocessing, TorchBackbone
+from feature_store.visual.specs import BackboneSpec
 from feature_store.weights import Checkpoint, WeightsError, read_checkpoint
 
 _SHOWN_KEYS = 6

@@ -4,7 +4,7 @@ A ``ClipMatrix`` plans a set of visual recipes (the paper's matrix of backbones 
 enhancements) so that per clip
 
 - decoding, sampling, detection and alignment run once per distinct track setting (sampling and
-  face detection; ``feature_store.tracks``), crops once per distinct ``faces`` section;
+  face detection; ``feature_store.visual.tracks``), crops once per distinct ``faces`` section;
 - each backbone runs once per distinct (crop setting, backbone, copy set): F-Mean and F-MeanStd
   share the same 18 copies, F-NormFFT shares the basic vectors, F-AR-Mean the two backbones'
   F-Mean copies (``Enhancement.inputs``);
@@ -33,13 +33,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from feature_store.backbones import Backbone, make_backbone
 from feature_store.devices import resolve_device
-from feature_store.enhance import CopySet, Enhancement, copy_features, make_enhancement
 from feature_store.extractor import ClipError, ClipResult, check_vectors
-from feature_store.tracks import FaceTrack, Tracker, content_hash, crop_key, track_key
-from feature_store.video import VideoError
-from feature_store.visual_recipe import VisualRecipe
+from feature_store.visual.backbones import Backbone, make_backbone
+from feature_store.visual.enhance import CopySet, Enhancement, copy_features, make_enhancement
+from feature_store.visual.recipe import VisualRecipe
+from feature_store.visual.tracks import FaceTrack, Tracker, content_hash, crop_key, track_key
+from feature_store.visual.video import VideoError
 
 PREVIEW_SIZE = 64
 # A red frame around a preview crop marks a frame where no face was found (whole frame used).

@@ -1,8 +1,8 @@
 """The visual recipe (``modality: visual``): video clips -> per-frame face features.
 
-Its sections live in ``feature_store.visual_specs``; this model names a registered enhancement
+Its sections live in ``feature_store.visual.specs``; this model names a registered enhancement
 and one or two registered backbones (``RecipeBackbone`` checks the name against
-``feature_store.backbones``), and registers itself for ``modality: visual``.
+``feature_store.visual.backbones``), and registers itself for ``modality: visual``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from feature_store.backbones import BACKBONES
-from feature_store.enhance import ENHANCEMENTS
 from feature_store.recipe import RecipeBase, register_recipe
-from feature_store.visual_specs import BackboneSpec, FaceSpec, SamplingSpec
+from feature_store.visual.backbones import BACKBONES
+from feature_store.visual.enhance import ENHANCEMENTS
+from feature_store.visual.specs import BackboneSpec, FaceSpec, SamplingSpec
 
 
 class RecipeBackbone(BackboneSpec):

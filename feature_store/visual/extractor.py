@@ -1,8 +1,8 @@
 """The visual pipeline as an ``Extractor``: video clip -> sampled frames -> face crops ->
 backbone(s) -> enhanced per-frame vectors. The build engine (``feature_store.build``) runs it per
-clip; this module registers it for ``modality: visual`` recipes (``feature_store.visual_recipe``).
-It is the one-recipe case of ``feature_store.matrix.ClipMatrix``, which a build of many recipes
-uses directly.
+clip; this module registers it for ``modality: visual`` recipes (``feature_store.visual.recipe``).
+It is the one-recipe case of ``feature_store.visual.matrix.ClipMatrix``, which a build of many
+recipes uses directly.
 
     python -m feature_store build --manifest clips.csv --recipe conf/store/dlib-resnet-basic.yaml \
         --out data/stores/visual/dlib-resnet-basic
@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from feature_store.extractor import ClipError, Extractor, register_extractor
-from feature_store.matrix import ClipMatrix
-from feature_store.visual_recipe import VisualRecipe
+from feature_store.visual.matrix import ClipMatrix
+from feature_store.visual.recipe import VisualRecipe
 
 
 class VisualExtractor(Extractor):
