@@ -1,4 +1,5 @@
-"""The audio modality: clips' audio tracks -> spectrograms -> the trained AlexNet's vectors.
+"""The audio modality: clips' audio tracks -> spectrograms -> the trained AlexNet's vectors, or ->
+a released encoder's vectors (WavLM, HuBERT, wav2vec 2.0, CLAP).
 
 Importing the package registers the audio recipe (``modality: audio``) and its extractor with the
 build engine (``feature_store.recipe.import_modality`` imports it on first use). Its jobs:
@@ -10,7 +11,11 @@ build engine (``feature_store.recipe.import_modality`` imports it on first use).
 - ``segments``: a manifest split as training segments;
 - ``train``: ``python -m feature_store train-audio`` (MLflow through ``feature_store.tracking``);
 - ``plots``: training curves and the spectrogram contact sheet;
-- ``extract``: the extractor ``build`` runs on every clip.
+- ``extract``: the extractor ``build`` runs on every clip;
+- ``encoder_specs``: a recipe's ``encoder:`` section; ``encoders``: the encoder contract and
+  registry; ``pretrained``: a released model's folder read offline and safely;
+  ``speech_encoders`` (WavLM, HuBERT, wav2vec 2.0) and ``clap_encoder``: the kinds;
+  ``encoder_extract``: the extractor of encoder recipes.
 """
 
 from __future__ import annotations

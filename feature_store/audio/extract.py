@@ -22,6 +22,7 @@ import torch
 
 from feature_store.audio.checkpoint import checkpoint_config, load_weights
 from feature_store.audio.cnn import FEATURE_DIM, AlexNet, segment, segment_vectors, standardize
+from feature_store.audio.encoder_extract import EncoderExtractor
 from feature_store.audio.plots import plot_spectrograms, preview_db
 from feature_store.audio.recipe import AudioRecipe
 from feature_store.audio.signal import (
@@ -116,5 +117,6 @@ class AudioExtractor(Extractor):
 
 
 @register_extractor("audio")
-def make_audio_extractor(recipe: AudioRecipe) -> AudioExtractor:
-    return AudioExtractor(recipe)
+def make_audio_extractor(recipe: AudioRecipe) -> Extractor:
+    """The AlexNet's extractor, or a released encoder's for a recipe with ``encoder:``."""
+    return AudioExtractor(recipe) if recipe.encoder is None else EncoderExtractor(recipe)

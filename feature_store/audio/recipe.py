@@ -1,6 +1,7 @@
 """The audio recipe (``modality: audio``): which spectrogram, how it is cut into segments, the
-AlexNet's width and checkpoint, and how ``train-audio`` trains it (``AudioTrainSpec``). Registers
-itself for ``modality: audio``.
+AlexNet's width and checkpoint, and how ``train-audio`` trains it (``AudioTrainSpec``); or, with an
+``encoder:`` section, a released foundation model instead of the AlexNet
+(``feature_store.audio.encoder_specs``). Registers itself for ``modality: audio``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from feature_store.audio.encoder_specs import EncoderSpec
 from feature_store.recipe import RecipeBase, register_recipe
+
+# The AlexNet's settings: an encoder recipe takes none of them.
+ALEXNET_KEYS = (
+    "spectrogram", "n_mels", "segment_frames", "segment_hop", "fc_dim", "checkpoint",
+    "allow_random_weights", "batch_size", "train",
+)  # fmt: skip
 
 
 def _absolute(value: Path | None) -> Path | None:
@@ -43,11 +51,17 @@ class AudioTrainSpec(BaseModel):
 
 @register_recipe("audio")
 class AudioRecipe(RecipeBase):
-    """Audio clips -> AlexNet last-pooling vectors (paper: Audio Features)."""
+    """Audio clips -> AlexNet last-pooling vectors (paper: Audio Features), or -> a released
+    encoder's vectors (``encoder:``)."""
 
     modality: Literal["audio"] = Field(description="always audio")
-    spectrogram: Literal["speech", "logmel"] = Field(
-        description="speech: log-magnitude STFT, 200 bins; logmel: log-Mel + deltas + delta-deltas"
+    encoder: EncoderSpec | None = Field(
+        None, description="a released model (wavlm, hubert, wav2vec2, clap) instead of the AlexNet"
+    )
+    spectrogram: Literal["speech", "logmel"] | None = Field(
+        None,
+        description="speech: log-magnitude STFT, 200 bins; logmel: log-Mel + deltas + "
+        "delta-deltas (AlexNet recipes)",
     )
     n_mels: int = Field(128, ge=16, le=256, description="Mel bands (logmel only)")
     segment_frames: int = Field(
@@ -61,7 +75,7 @@ class AudioRecipe(RecipeBase):
         None, description="weights for feature extraction: train-audio's output; relative to cwd"
     )
     pretrain: str | None = Field(
-        None, description="what the checkpoint was trained on, for store.json"
+        None, description="what the checkpoint or encoder was trained on, for store.json"
     )
     allow_random_weights: bool = Field(
         False, description="build without a checkpoint (random weights); store.json records it"
@@ -73,6 +87,19 @@ class AudioRecipe(RecipeBase):
     @classmethod
     def _resolve(cls, value: Path | None) -> Path | None:
         return _absolute(value)
+
+    @model_validator(mode="after")
+    def _alexnet_or_encoder(self) -> AudioRecipe:
+        if self.encoder is not None:
+            given = [key for key in ALEXNET_KEYS if key in self.model_fields_set]
+            if given:
+                raise ValueError(
+                    f"{given[0]}: an AlexNet setting; a recipe with encoder: takes none of "
+                    f"{', '.join(ALEXNET_KEYS)}"
+                )
+        elif self.spectrogram is None:
+            raise ValueError("missing key 'spectrogram' (speech or logmel), or an encoder: section")
+        return self
 
     @model_validator(mode="after")
     def _hop_keeps_every_frame(self) -> AudioRecipe:

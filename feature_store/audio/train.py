@@ -126,6 +126,11 @@ def train_audio(
     recipe = load_recipe(recipe_path)
     if recipe.modality != "audio":
         raise StoreError(f"{recipe_path}: train-audio needs an audio recipe, got {recipe.modality}")
+    if recipe.encoder is not None:
+        raise StoreError(
+            f"{recipe_path}: encoder {recipe.encoder.kind} is used as released; train-audio trains "
+            "the AlexNet of spectrogram recipes (build this store directly)"
+        )
     spec = recipe.train
     epochs = spec.epochs if epochs is None else epochs
     if epochs < 1:
