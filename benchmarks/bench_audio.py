@@ -5,13 +5,20 @@
 2. Audio-CNN feature extraction: seconds of audio per second through the whole extractor (decode
    a real clip with PyAV, spectrogram, segments, AlexNet's convolutional part, reshape), beside
    the CNN's forward pass alone over the same segments as the limit.
+3. Released encoders (WavLM, HuBERT, wav2vec 2.0, CLAP): seconds of audio per second through the
+   whole extractor of each shipped recipe (decode, the release's feature extractor, the model),
+   for a tiny model (the tests' size) and for the base size (the transformers config classes'
+   defaults, random weights: the cost depends on the size, not the weights), each beside the
+   AlexNet speech-spectrogram extractor of part 2 (ratio = encoder / AlexNet).
 
-    .venv/bin/python benchmarks/bench_audio.py [--seconds 60] [--repeats 5] [--threads N]
+    .venv/bin/python benchmarks/bench_audio.py [--seconds 60] [--repeats 5] [--threads N] \
+        [--sizes tiny base] [--encoders wavlm hubert wav2vec2 clap]
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,6 +34,8 @@ from feature_store.audio.cnn import segment, standardize
 from feature_store.audio.signal import SAMPLE_RATE, logmel_deltas, speech_spectrogram
 from feature_store.extractor import make_extractor
 from feature_store.recipe import load_recipe
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "store"
 
 
 def best_seconds(function: Callable[[], object], repeats: int) -> float:
@@ -68,6 +77,70 @@ def write_clip(path: Path, samples: np.ndarray) -> Path:
     return path
 
 
+# The shipped recipe of each encoder kind.
+RECIPES = {
+    "wavlm": "wavlm-base-l6.yaml",
+    "hubert": "hubert-base-l9.yaml",
+    "wav2vec2": "wav2vec2-base-weighted.yaml",
+    "clap": "clap-htsat.yaml",
+}
+# Config arguments per size: "base" is the config classes' defaults, the released base models'
+# shapes (768 wide, 12 layers, the 512-channel CNN; CLAP's HTSAT-base, 512-d projection).
+SIZES = {
+    "tiny": {
+        "speech": {
+            "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64,
+            "conv_dim": (32,) * 7, "num_conv_pos_embeddings": 16,
+            "num_conv_pos_embedding_groups": 2,
+        },
+        "clap": {
+            "depths": [1, 1], "num_attention_heads": [1, 2], "patch_embeds_hidden_size": 8,
+            "hidden_size": 16, "projection_dim": 12,
+        },
+    },
+    "base": {"speech": {}, "clap": {}},
+}  # fmt: skip
+SPEECH_CLASSES = {"wavlm": "WavLM", "hubert": "Hubert", "wav2vec2": "Wav2Vec2"}
+
+
+def random_model_folder(folder: Path, kind: str, size: str) -> Path:
+    """A model folder as the Hub has it, random weights of the given size."""
+    import transformers
+
+    out = folder / f"{kind}-{size}"
+    torch.manual_seed(0)
+    if kind == "clap":
+        config = transformers.ClapAudioConfig(**SIZES[size]["clap"])
+        model = transformers.ClapAudioModelWithProjection(config)
+        extractor = transformers.ClapFeatureExtractor(truncation="rand_trunc")
+    else:
+        name = SPEECH_CLASSES[kind]
+        config = getattr(transformers, f"{name}Config")(**SIZES[size]["speech"])
+        model = getattr(transformers, f"{name}Model")(config)
+        extractor = transformers.Wav2Vec2FeatureExtractor(do_normalize=kind != "wavlm")
+    model.save_pretrained(out)
+    extractor.save_pretrained(out)
+    return out
+
+
+def encoder_seconds(
+    folder: Path, clip: Path, kind: str, size: str, args: argparse.Namespace
+) -> tuple[float, np.ndarray]:
+    """Best time of the shipped recipe's extractor on ``clip``, and its vectors."""
+    model = random_model_folder(folder, kind, size)
+    recipe = yaml.safe_load((CONF / RECIPES[kind]).read_text())
+    recipe = {**recipe, "device": "cpu", "encoder": {**recipe["encoder"], "model": str(model)}}
+    recipe_path = folder / f"{kind}-{size}.yaml"
+    recipe_path.write_text(yaml.safe_dump(recipe))
+    extractor = make_extractor(load_recipe(recipe_path))
+    # The base models take seconds per run: one timed run after the warm-up.
+    repeats = args.repeats if size == "tiny" else 1
+    took = best_seconds(lambda: extractor.extract("c", clip), repeats)
+    vectors, _ = extractor.extract("c", clip)
+    shutil.rmtree(model)
+    return took, vectors
+
+
 def row(name: str, seconds_of_audio: float, took: float, limit_took: float, limit: str) -> None:
     ours, best = seconds_of_audio / took, seconds_of_audio / limit_took
     print(f"{name:<34} {ours:>10.1f} s/s   {limit:<26} {best:>10.1f} s/s   ratio {ours / best:.2f}")
@@ -78,6 +151,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds of audio")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs; the best counts")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--encoders", nargs="*", default=list(RECIPES), choices=list(RECIPES))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -105,6 +180,7 @@ def main() -> None:
         "librosa STFT alone",
     )
 
+    alexnet = 0.0
     with tempfile.TemporaryDirectory() as folder:
         clip = write_clip(Path(folder) / "clip.mp4", samples)
         for kind in ("speech", "logmel"):
@@ -146,6 +222,19 @@ def main() -> None:
                 limit,
                 "CNN forward pass alone",
             )
+            if kind == "speech":
+                alexnet = took  # the baseline of the encoders below
+        print()
+        for size in args.sizes:
+            for kind in args.encoders:
+                took, vectors = encoder_seconds(Path(folder), clip, kind, size, args)
+                row(
+                    f"{kind} {size} ({len(vectors)} vec of {vectors.shape[1]})",
+                    args.seconds,
+                    took,
+                    alexnet,
+                    "AlexNet speech extract",
+                )
 
 
 if __name__ == "__main__":

@@ -105,20 +105,23 @@ class ClapEncoder(AudioEncoder):
         return [samples[start : start + self.window] for start in starts]
 
     def encode(self, samples: np.ndarray) -> np.ndarray:
-        inputs = [
-            self.extractor(window, sampling_rate=self.sample_rate, return_tensors="np")
-            for window in self.windows(samples)
-        ]
-        features = np.concatenate([i["input_features"] for i in inputs])  # (W, C, T, mels)
-        is_longer = np.concatenate([i["is_longer"] for i in inputs])  # (W, 1)
+        windows = self.windows(samples)
+        # Features batch by batch: a long clip's (windows, 4, 1001, 64) Mels would not be small.
         out = [
-            self._forward(features[i : i + self.batch_size], is_longer[i : i + self.batch_size])
-            for i in range(0, len(features), self.batch_size)
+            self._forward(windows[start : start + self.batch_size])
+            for start in range(0, len(windows), self.batch_size)
         ]
         return np.concatenate(out)
 
     @torch.inference_mode()
-    def _forward(self, features: np.ndarray, is_longer: np.ndarray) -> np.ndarray:
+    def _forward(self, windows: list[np.ndarray]) -> np.ndarray:
+        """Embeddings of a batch of windows, each through the feature extractor on its own."""
+        inputs = [
+            self.extractor(window, sampling_rate=self.sample_rate, return_tensors="np")
+            for window in windows
+        ]
+        features = np.concatenate([i["input_features"] for i in inputs])  # (B, C, T, mels)
+        is_longer = np.concatenate([i["is_longer"] for i in inputs])  # (B, 1)
         audio = self.model.audio_model(
             input_features=torch.from_numpy(features).float().to(self.device),
             is_longer=torch.from_numpy(is_longer).to(self.device),
