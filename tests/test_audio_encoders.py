@@ -51,11 +51,13 @@ class Layout:
     name: str
     kind: str
     recipe: str  # the shipped recipe it is loaded through
-    make: Callable[[], tuple[object, object]]  # (model, feature extractor), random weights
+    make: Callable[[], tuple]  # () -> (model, feature extractor), random weights
 
 
-def speech_model(model_class: str, **config) -> Callable[[], tuple[object, object]]:
-    def make(**extractor):
+def speech_model(model_class: str, extractor: dict, **config) -> Callable[[], tuple]:
+    """The released layer count (12) and CNN (seven convolutions, 20 ms frames), 32 wide."""
+
+    def make():
         config_class = getattr(transformers, model_class.replace("Model", "Config"))
         narrow = {
             "hidden_size": 32,
@@ -71,7 +73,7 @@ def speech_model(model_class: str, **config) -> Callable[[], tuple[object, objec
     return make
 
 
-def clap_model(enable_fusion: bool, truncation: str) -> Callable[[], tuple[object, object]]:
+def clap_model(enable_fusion: bool, truncation: str) -> Callable[[], tuple]:
     def make():
         audio = transformers.ClapAudioConfig(
             depths=[1, 1],
@@ -94,22 +96,18 @@ def clap_model(enable_fusion: bool, truncation: str) -> Callable[[], tuple[objec
     return make
 
 
-def _with(make, **extractor):
-    return lambda: make(**extractor)
-
-
 LAYOUTS = [
     # microsoft/wavlm-base-plus's preprocessor_config.json: do_normalize false, attention mask
     Layout("wavlm-base", "wavlm", "wavlm-base-l6.yaml",
-           _with(speech_model("WavLMModel"), do_normalize=False, return_attention_mask=True)),
+           speech_model("WavLMModel", {"do_normalize": False, "return_attention_mask": True})),
     # the large models' layout: LayerNorm convolutions, "stable" pre-norm layers, normalised input
     Layout("wavlm-large", "wavlm", "wavlm-base-l6.yaml",
-           _with(speech_model("WavLMModel", do_stable_layer_norm=True, feat_extract_norm="layer",
-                              conv_bias=True), do_normalize=True, return_attention_mask=True)),
+           speech_model("WavLMModel", {"do_normalize": True, "return_attention_mask": True},
+                        do_stable_layer_norm=True, feat_extract_norm="layer", conv_bias=True)),
     Layout("hubert-base", "hubert", "hubert-base-l9.yaml",
-           _with(speech_model("HubertModel"), do_normalize=True)),
+           speech_model("HubertModel", {"do_normalize": True})),
     Layout("wav2vec2-base", "wav2vec2", "wav2vec2-base-weighted.yaml",
-           _with(speech_model("Wav2Vec2Model"), do_normalize=True)),
+           speech_model("Wav2Vec2Model", {"do_normalize": True})),
     Layout("clap-unfused", "clap", "clap-htsat.yaml", clap_model(False, "rand_trunc")),
     Layout("clap-fused", "clap", "clap-htsat.yaml", clap_model(True, "fusion")),
 ]  # fmt: skip
@@ -189,7 +187,7 @@ def clap_reference(folder: Path, samples: np.ndarray, spec) -> np.ndarray:
     feature_extractor = transformers.ClapFeatureExtractor.from_pretrained(folder)
     window, hop = round(spec.window_seconds * 48000), round(spec.hop_seconds * 48000)
     out = []
-    for start in range(0, max(len(samples) - window, 0) + hop, hop):
+    for start in range(0, max(len(samples) - window, 0) + hop, hop):  # the last one may be short
         inputs = feature_extractor(
             samples[start : start + window], sampling_rate=48000, return_tensors="pt"
         )
@@ -197,8 +195,6 @@ def clap_reference(folder: Path, samples: np.ndarray, spec) -> np.ndarray:
             out.append(model.get_audio_features(**inputs).pooler_output)
         else:
             out.append(model.audio_model(**inputs).pooler_output)
-        if start + window >= len(samples):
-            break
     return torch.cat(out).numpy()
 
 
