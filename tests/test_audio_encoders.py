@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import transformers
 import yaml
 from test_audio_pipeline import SENTENCES, _speech_wav, make_clip, write_manifest
 from test_checkpoints import CodeRunner
@@ -38,7 +39,6 @@ from feature_store.extractor import make_extractor
 from feature_store.recipe import RecipeError, load_recipe
 from feature_store.weights import WeightsError
 
-transformers = pytest.importorskip("transformers")
 # The references pass the feature extractor's attention mask, which torch's attention warns about.
 pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
 
