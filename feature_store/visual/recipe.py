@@ -12,18 +12,28 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from feature_store.recipe import RecipeBase, register_recipe
-from feature_store.visual.backbones import BACKBONES
+from feature_store.visual.backbones import BACKBONES, LAYERED
 from feature_store.visual.enhance import ENHANCEMENTS
 from feature_store.visual.specs import BackboneSpec, FaceSpec, SamplingSpec
 
 
 class RecipeBackbone(BackboneSpec):
-    """A backbone as a recipe names it: the name must be a registered backbone."""
+    """A backbone as a recipe names it: the name must be a registered backbone, and ``layer:``
+    one that has layers."""
 
     @field_validator("name")
     @classmethod
     def _known_backbone(cls, value: str) -> str:
         return BACKBONES.check(value)
+
+    @model_validator(mode="after")
+    def _layers_where_there_are(self) -> RecipeBackbone:
+        if self.layer is not None and self.name not in LAYERED:
+            raise ValueError(
+                f"backbone {self.name!r} gives one embedding; layer: is for "
+                f"{', '.join(sorted(LAYERED))}"
+            )
+        return self
 
 
 @register_recipe("visual")

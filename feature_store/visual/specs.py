@@ -70,9 +70,9 @@ class FaceSpec(_Section):
         return self
 
 
-# What a checkpoint's training fed its network, by the name recipes use. Values in the crop's
-# 0..1 RGB are multiplied by ``scale``, then ``(x - mean) / std`` per channel (in ``channels``
-# order, in scaled units).
+# What a checkpoint's training fed its network, by the name recipes use. A crop is resized to the
+# input side (``interpolation``, when its side differs), its 0..1 RGB values are multiplied by
+# ``scale``, then ``(x - mean) / std`` per channel (in ``channels`` order, in scaled units).
 PREPROCESS_PRESETS: dict[str, dict[str, Any]] = {
     # insightface arcface_torch and face.evoLVe.PyTorch: RGB, (x - 0.5) / 0.5
     "arcface": {"channels": "rgb", "scale": 1.0, "mean": (0.5,) * 3, "std": (0.5,) * 3},
@@ -92,6 +92,25 @@ PREPROCESS_PRESETS: dict[str, dict[str, Any]] = {
         "mean": (129.186279296875, 104.76238250732422, 93.59396362304688),
         "std": (1.0,) * 3,
     },
+    # OpenAI CLIP and the OpenCLIP releases (open_clip constants.OPENAI_DATASET_MEAN/STD; its
+    # pretrained._pcfg: bicubic, resize_mode 'shortest'): the shorter side resized bicubic to the
+    # input side, centre-cropped (a no-op on square face crops), then mean/std
+    "clip": {
+        "channels": "rgb",
+        "scale": 1.0,
+        "mean": (0.48145466, 0.4578275, 0.40821073),
+        "std": (0.26862954, 0.26130258, 0.27577711),
+        "interpolation": "bicubic",
+    },
+    # HSEmotion (hsemotion facial_emotions.py test_transforms): Resize((224, 224)) for the B0
+    # models, 260 for B2 (torchvision's default bilinear), ToTensor, ImageNet mean/std
+    "hsemotion": {
+        "channels": "rgb",
+        "scale": 1.0,
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+        "interpolation": "bilinear",
+    },
 }
 
 
@@ -108,6 +127,11 @@ class PreprocessSpec(_Section):
         ge=16,
         le=1024,
         description="input side; default the backbone's (IR nets: the checkpoint's, 112 or 224)",
+    )
+    interpolation: Literal["bilinear", "bicubic"] = Field(
+        "bilinear",
+        description="how a crop of another side is resized to the input side (antialiased; "
+        "bicubic clipped to 0..1 as PIL's uint8 result is)",
     )
     channels: Literal["rgb", "bgr"] = Field(description="channel order the network expects")
     scale: float = Field(gt=0, description="crops (0..1) are multiplied by this: 1 or 255")
@@ -141,15 +165,31 @@ class BackboneSpec(_Section):
 
     name: str = Field(
         description="a registered backbone: ir50, ir-se50 (face.evoLVe), iresnet50, iresnet100 "
-        "(insightface), resnet18, vggface, dlib-resnet"
+        "(insightface), resnet18, vggface, dlib-resnet; encoders: clip-vit-b-32, clip-vit-b-16, "
+        "clip-vit-l-14, clip-vit-l-14-336 (OpenAI CLIP), openclip-vit-b-32, openclip-vit-b-16, "
+        "openclip-vit-l-14 (OpenCLIP), hsemotion-b0, hsemotion-b2"
     )
     checkpoint: Path | None = Field(
-        None, description="weights file (a state dict, possibly wrapped); relative to the cwd"
+        None,
+        description="weights file (a state dict, possibly wrapped; .safetensors too); relative "
+        "to the cwd",
     )
     preprocess: PreprocessSpec | None = Field(
         None,
         description="what the checkpoint's training fed the network (required with a "
-        "checkpoint): arcface, imagenet, unit, vggface, or explicit numbers",
+        f"checkpoint): {', '.join(PREPROCESS_PRESETS)}, or explicit numbers",
+    )
+    layer: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="CLIP kinds: the output of transformer block N (1 = the first) instead of "
+        "the image embedding (encode_image)",
+    )
+    token: Literal["cls", "mean"] | None = Field(
+        None,
+        description="with layer: the class token (cls, the default) or the mean of the patch "
+        "tokens (mean)",
     )
     pretrain: str | None = Field(
         None, description="what the weights were trained on, for store.json"
@@ -163,6 +203,15 @@ class BackboneSpec(_Section):
     def _absolute(cls, value: Path | None) -> Path | None:
         # Resolved once at load time so worker processes (and store.json) see the same file.
         return None if value is None else value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _token_needs_a_layer(self) -> BackboneSpec:
+        if self.token is not None and self.layer is None:
+            raise ValueError(
+                "token: picks a token of layer: N; without a layer the features are the image "
+                "embedding"
+            )
+        return self
 
     @model_validator(mode="after")
     def _checkpoint_names_its_preprocessing(self) -> BackboneSpec:

@@ -1,17 +1,20 @@
 """A backbone's checkpoint: read it (or allow an explicitly untrained backbone), fit it into the
 network (every parameter present with its shape; heads and extras ignored and listed; a misfit is
 one ``WeightsError`` that also guesses which release the keys look like), and wrap the network
-as a ``TorchBackbone``.
+as a ``TorchBackbone`` that records the file and its sha256.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from feature_store.store.format import sha256_file
 from feature_store.visual.backbone_base import Preprocessing, TorchBackbone
 from feature_store.visual.specs import BackboneSpec
 from feature_store.weights import Checkpoint, WeightsError, read_checkpoint
@@ -26,6 +29,14 @@ _LAYOUT_HINTS = (
     ("layer1.0.conv2.weight", "a torchvision-layout ResNet (backbone resnet18)"),
     ("conv1_1.weight", "vgg_face_dag (backbone vggface)"),
     ("classifier.3.weight", "a torchvision-layout VGG (backbone vggface)"),
+    ("visual.transformer.resblocks.0.attn.in_proj_weight", "open_clip's CLIP (clip-*, openclip-*)"),
+    (
+        "vision_model.encoder.layers.0.self_attn.q_proj.weight",
+        "transformers' CLIPModel, not open_clip's layout (take the release's "
+        "open_clip_model.safetensors)",
+    ),
+    ("blocks.0.attn.qkv.weight", "a timm ViT (for CLIP take open_clip_model.safetensors)"),
+    ("blocks.0.0.conv_dw.weight", "a timm EfficientNet (backbone hsemotion-b0 or hsemotion-b2)"),
 )
 
 
@@ -60,7 +71,9 @@ def fit_weights(
             )
             if keys
         ]
-        hint = next((name for key, name in _LAYOUT_HINTS if key in state), None)
+        hint = next(
+            (name for key, name in _LAYOUT_HINTS if key in state or key in checkpoint.state), None
+        )
         raise WeightsError(
             f"{checkpoint.path}: does not fit backbone {backbone!r}: "
             + "; ".join(problems)
@@ -106,6 +119,7 @@ def torch_backbone(
     dim: int,
     preprocessing: Preprocessing,
     rename: Callable[[str], str] = lambda key: key,
+    network: dict[str, Any] | None = None,
 ) -> TorchBackbone:
     ignored = (
         []
@@ -115,4 +129,10 @@ def torch_backbone(
     return TorchBackbone(
         spec.name, module, dim=dim, preprocessing=preprocessing, pretrain=spec.pretrain,
         random_weights=checkpoint is None, ignored_keys=ignored,
+        checkpoint=None if checkpoint is None else describe_file(checkpoint.path), network=network,
     )  # fmt: skip
+
+
+def describe_file(path: Path) -> dict[str, str]:
+    """What store.json records about a weights file: where it was and what it held."""
+    return {"path": str(path), "sha256": sha256_file(path)}
