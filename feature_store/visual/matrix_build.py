@@ -130,6 +130,7 @@ def build_stores(
                 use_ray=use_ray,
                 force=force,
                 progress=progress,
+                classes=classes,
             )
     return built
 
