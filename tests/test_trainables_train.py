@@ -182,6 +182,20 @@ def test_segment_sampling_takes_one_frame_per_segment():
         assert (picked[3] == 0).all()
 
 
+def test_a_set_without_test_clips_trains_and_scores_no_test(make_store):
+    """A user's manifest may list no test clip at all: nothing to predict, nothing refused."""
+    labels, splits = [0, 1, 0, 1, 0, 1], ["train"] * 4 + ["val"] * 2
+    pair = feature_store.pair(
+        *(
+            make_store(modality, modality, lengths=[2] * 6, splits=splits, labels=labels, seed=k)
+            for k, modality in enumerate(("visual", "audio"))
+        )
+    )
+    result = train_trial({**FAST, "epochs": 1}, pair)
+    assert result.scores["test"].shape == (0, 7) and result.scores["clip_ids_test"].size == 0
+    assert "test_acc" not in result.metrics
+
+
 def test_scores_and_config_files(stores, tmp_path):
     result = train_trial({**FAST, "epochs": 1}, stores)
     path = result.save_scores(tmp_path / "out" / "scores.npz")
