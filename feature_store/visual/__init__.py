@@ -11,6 +11,8 @@ audio-only work never load it). Its jobs:
 - ``tracks``: a clip's sampled frames, faces and crops, and their cache;
 - ``backbone_base``, ``weights``, ``nets``, ``backbones``: the backbone contract, checkpoints
   fitted into networks, the face CNNs, and the registry of backbone kinds;
+- ``clip``, ``hsemotion``: today's released image encoders as backbone kinds (CLIP through
+  open_clip, HSEmotion's EfficientNets through timm; imported when one is built);
 - ``enhance``: the paper's feature enhancements (F-Mean, F-MeanStd, F-NormFFT, F-AR-Mean);
 - ``matrix``: many recipes over one clip, each stage once per distinct setting;
 - ``matrix_build``: ``build --recipe A --recipe B --out ROOT`` in one pass over the videos;
