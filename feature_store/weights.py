@@ -125,10 +125,10 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 def _torchscript_refused(path: Path) -> WeightsError:
     hint = f"{path.parent / path.stem}.state.pt"
     return WeightsError(
-        f"{path}: a TorchScript archive (as OpenAI distributes CLIP), not a state dict; it was "
-        "not loaded (loading it runs the archive's code). Take the release's state dict "
-        "(open_clip's open_clip_model.safetensors), or convert it once where you trust the file: "
-        "python -c "
+        f"{path}: a TorchScript archive (as OpenAI's CLIP .pt files are), not a state dict; it "
+        "was not loaded (loading it runs the archive's code). Use the release's state dict (for "
+        "CLIP: open_clip's open_clip_model.safetensors), or convert it once where you trust the "
+        "file: python -c "
         f"\"import torch; torch.save(torch.jit.load('{path}', map_location='cpu').state_dict(), "
         f"'{hint}')\""
     )
