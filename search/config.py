@@ -81,6 +81,12 @@ class BudgetConfig(Strict):
     max_failures: int = Field(
         1, ge=0, description="retries of a trial that raises, before it counts as failed"
     )
+    window: int = Field(
+        4,
+        ge=1,
+        description="mode reproducible: trial n is proposed knowing the results of trials 0 to "
+        "n - window and judged by ASHA against them, so at most this many run at once",
+    )
 
     @model_validator(mode="after")
     def _grace_within_epochs(self) -> BudgetConfig:
@@ -131,6 +137,12 @@ class SearchConfig(Strict):
     )
     seed: int = Field(0, ge=0, description="seed of the TPE sampler and of every trial")
     sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna sampler")
+    mode: Literal["reproducible", "async"] = Field(
+        "reproducible",
+        description="reproducible: the same config and seed give the same trials whatever the "
+        "load, max_concurrent and the order trials end in (search.ordered); async: TPE and ASHA "
+        "hear of results as trials end (no slot waits, the outcome depends on timing)",
+    )
     stores: StoresConfig
     space: dict[str, ParamSpec] = Field(
         description="trial field -> list of choices or {low, high, log}"

@@ -29,7 +29,7 @@ from search.plot_actor import ensure_plots
 from search.start_points import left_out
 from search.storage import experiment_path, load_search, save_search
 from search.stores import Stores, classes_of, data_record, load_stores, oracle_table
-from search.study import check_new_study, load_study, with_storage
+from search.study import check_new_study, load_study, tell_held_back, with_storage
 from search.tracking import git_commit
 from search.tuner import fit, new_tuner, restore_tuner, trial_context
 
@@ -62,6 +62,13 @@ def run_search(config: SearchConfig, *, num_cpus: int | None = None) -> SearchOu
             )
             for why in left_out(config).values():
                 print(f"search {config.name}: start point left out: {why}")
+            budget = config.budget
+            if config.mode == "reproducible" and budget.max_concurrent > budget.window:
+                print(
+                    f"search {config.name}: reproducible: at most budget.window={budget.window} "
+                    f"trials at once, not max_concurrent={budget.max_concurrent}; raise "
+                    "budget.window (another search) or set mode=async"
+                )
             context = trial_context(config, uri, experiment_id, parent)
             tuner = new_tuner(config, stores, context)
             _, interrupted = fit(tuner, config, uri, classes_of(stores))
@@ -160,6 +167,7 @@ def _finish(
         parent_run.interrupt_parent_run(uri, parent)
     else:
         ensure_plots(config.name, uri, classes, finished)
+        tell_held_back(config, table)
         parent_run.finish_parent_run(uri, parent, table, load_study(config))
     oracle = oracle_table(
         config.stores.root,

@@ -17,6 +17,7 @@ SMOKE_TEST: dict[str, Any] = {
     "start_grid": [],
     "budget.num_trials": 4,
     "budget.max_concurrent": 2,
+    "budget.window": 2,  # reproducible: ASHA and TPE hear of trial 0 from trial 2 on
     "budget.epochs": 2,
     "budget.grace_period": 1,
     "budget.reduction_factor": 2,

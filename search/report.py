@@ -252,8 +252,13 @@ def plot_table2(report: Report, path: Path, name: str) -> Path:
     fig = Figure(figsize=(10, 4.4))
     fig.subplots_adjust(left=0.1, right=0.9, bottom=0.2, top=0.83, wspace=0.45)
     fig.suptitle(f"{name}: best val accuracy (selected on val) per attention pair", fontsize=10)
+    image = None
     for col, (fusion, cells) in enumerate(report.table2.items()):
         ax = fig.add_subplot(1, 2, col + 1)
+        if not cells:  # a search of single-modality trials alone: no audio-visual trial
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, f"{fusion}: no audio-visual trial", ha="center", va="center")
+            continue
         visual = list(dict.fromkeys(k[0] for k in cells))
         audio = list(dict.fromkeys(k[1] for k in cells))
         grid = np.array([[cells[(v, a)].best or np.nan for a in audio] for v in visual])
@@ -269,7 +274,8 @@ def plot_table2(report: Report, path: Path, name: str) -> Path:
         ax.set_xlabel("audio attention")
         ax.set_ylabel("visual attention")
         ax.set_title(fusion)
-    fig.colorbar(image, ax=fig.axes, fraction=0.03, label="val acc")
+    if image is not None:
+        fig.colorbar(image, ax=fig.axes, fraction=0.03, label="val acc")
     FigureCanvasAgg(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=160)

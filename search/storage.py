@@ -45,6 +45,7 @@ def load_search(name: str, storage_path: str) -> tuple[SearchConfig, str, str | 
     state = yaml.safe_load(text)
     if not isinstance(state, dict) or "config" not in state or "parent_run_id" not in state:
         raise SearchError(f"{path}/{CONFIG_FILE}: not a search's saved state")
+    state["config"].setdefault("mode", "async")  # saved before ``mode`` existed: it ran async
     config = config_from_dict(state["config"], source=f"{path}/{CONFIG_FILE}")
     return config, state["parent_run_id"], state.get("tracking_uri")
 

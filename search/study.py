@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from avcore import tracking as where
+from avcore.results import FAILED, FINISHED, STOPPED_EARLY
 from search.config import SearchConfig
 from search.errors import SearchError
 
 STUDY_FILE = "optuna.db"
 _SQLITE = "sqlite:///"
+# A run's end as an Optuna trial state (TrialState's names; optuna is imported on first use).
+_ENDED = {FINISHED: "COMPLETE", STOPPED_EARLY: "PRUNED", FAILED: "FAIL"}
 
 
 def storage_url(config: SearchConfig) -> str:
@@ -88,3 +91,25 @@ def load_study(config: SearchConfig) -> Any | None:
         return optuna.load_study(study_name=config.name, storage=open_storage(storage_url(config)))
     except KeyError:
         return None
+
+
+def tell_held_back(config: SearchConfig, table: Any) -> int:
+    """Once a search has ended (not interrupted): trials still running in its study whose runs
+    ended are told as their runs did (``table``: the leaderboard). A reproducible search holds a
+    result back until the trials before it end (``search.ordered``), and a time limit can end the
+    search first. Returns how many were told."""
+    from optuna.trial import TrialState
+
+    study = load_study(config)
+    if study is None:
+        return 0
+    rows = {row.trial_id: row for row in table.itertuples(index=False)}
+    told = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        row = rows.get(str(trial.number))
+        if row is None or row.status not in _ENDED:
+            continue
+        value = row.val_acc if row.status == FINISHED else None
+        study.tell(trial.number, value, state=TrialState[_ENDED[row.status]])
+        told += 1
+    return told

@@ -18,11 +18,11 @@ from typing import Any
 import yaml
 
 from avcore import results
-from avcore.results import EPOCHS_DONE, FINISHED, STATUS
+from avcore.results import EPOCHS_DONE, FINISHED, STATUS, TRIAL_ID, TUNE_TRIAL_ID
 from feature_store.store import Store
 from search.recorder import TrialRecorder
 from search.stores import trial_data
-from search.tracking import TrackingContext
+from search.tracking import TrackingContext, client
 from search.trial_fields import TRIAL_NUMBER, trial_number_text
 from search.trial_runs import delete_runs, runs_of_trial
 
@@ -37,6 +37,9 @@ class TrialContext:
     seed: int
     # Set by ``resume``: a trial first looks for runs an interrupted driver left for its id.
     resumed: bool = False
+    # mode reproducible: a resumed trial whose run is complete hands back its whole val_acc curve,
+    # epoch by epoch (later trials' ASHA rungs are judged on it), not its last epoch alone.
+    replay_curve: bool = False
 
 
 def run_trial(
@@ -65,9 +68,9 @@ def run_trial(
     features = {"visual_feature": visual_feature, "audio_feature": audio_feature}
     tune_context = tune.get_context()
     tune_trial_id = tune_context.get_trial_id()
-    if context.resumed and _replayed(context, tune_trial_id):
-        return
     trial_id = trial_number_text(config, tune_trial_id)
+    if context.resumed and _replayed(context, trial_id, tune_trial_id):
+        return
     recorder = TrialRecorder(
         context.tracking,
         trial_id=trial_id,
@@ -113,27 +116,29 @@ def _store_tags(modality: str, store: Store) -> dict[str, str]:
     }
 
 
-def _replayed(context: TrialContext, trial_id: str) -> bool:
-    """On resume, Tune starts again every trial its last snapshot had not seen end. One whose run
-    is complete in MLflow is not trained twice: its final result goes back to Tune from the run.
-    Any other run of it (interrupted, stopped, failed) is deleted, so the rerun is its only one."""
+def _replayed(context: TrialContext, trial_id: str, tune_trial_id: str) -> bool:
+    """On resume, Tune starts again every trial its last snapshot had not seen end (and a
+    reproducible search proposes again, under the same number, each trial proposed after it).
+    One whose run is complete in MLflow is not trained twice: its result goes back to Tune from
+    the run, which now names this Tune trial. Any other run of it (interrupted, stopped, failed)
+    is deleted, so the rerun is its only one."""
     from ray import tune
 
-    runs = runs_of_trial(context.tracking, trial_id)
+    runs = runs_of_trial(context.tracking, trial_id, key=TRIAL_ID)
     done = next((r for r in runs if r.data.tags.get(STATUS) == FINISHED), None)
     delete_runs(context.tracking.uri, [r.info.run_id for r in runs if r is not done])
     if done is None:
         return False
+    run_id = done.info.run_id
+    if done.data.tags.get(TUNE_TRIAL_ID) != tune_trial_id:  # kept by drop_unknown_trials
+        client(context.tracking.uri).set_tag(run_id, TUNE_TRIAL_ID, tune_trial_id)
     epochs = int(done.data.tags.get(EPOCHS_DONE) or context.epochs)
+    extra = {"epochs": context.epochs, "mlflow_run_id": run_id, "replayed": 1}
+    if context.replay_curve:
+        curve = client(context.tracking.uri).get_metric_history(run_id, "val_acc")
+        for metric in sorted(curve, key=lambda m: m.step):
+            if metric.step < epochs:
+                tune.report({"val_acc": metric.value, "epoch": metric.step, **extra, "finished": 0})
     metrics = {k: v for k, v in done.data.metrics.items() if k not in ("epoch", "epochs")}
-    tune.report(
-        {
-            **metrics,
-            "epoch": epochs,
-            "epochs": context.epochs,
-            "mlflow_run_id": done.info.run_id,
-            "finished": 1,
-            "replayed": 1,
-        }
-    )
+    tune.report({**metrics, "epoch": epochs, **extra, "finished": 1})
     return True

@@ -43,14 +43,16 @@ def trial_runs(uri: str, experiment_id: str, parent_run_id: str) -> list[Any]:
     )
 
 
-def runs_of_trial(context: TrackingContext, trial_id: str) -> list[Any]:
-    """The runs a trial (``trial_id``: Tune's id) already has in this search: more than none only
-    when a resumed search starts a trial again that the interrupted driver had started (or even
-    finished)."""
+def runs_of_trial(
+    context: TrackingContext, trial_id: str, *, key: str = TUNE_TRIAL_ID
+) -> list[Any]:
+    """The runs a trial (``trial_id``: Tune's id, or with ``key=TRIAL_ID`` its number) already has
+    in this search: more than none only when a resumed search starts a trial again that the
+    interrupted driver had started (or even finished)."""
     return client(context.uri).search_runs(
         [context.experiment_id],
         filter_string=f"tags.`{PARENT}` = '{context.parent_run_id}' and tags.`{KIND}` = "
-        f"'{TRIAL}' and tags.`{TUNE_TRIAL_ID}` = '{trial_id}'",
+        f"'{TRIAL}' and tags.`{key}` = '{trial_id}'",
         order_by=["attributes.start_time DESC"],
         max_results=100,
     )

@@ -34,6 +34,7 @@ def trial_context(
         epochs=config.budget.epochs,
         seed=config.seed,
         resumed=resumed,
+        replay_curve=config.mode == "reproducible",
     )
 
 
@@ -78,7 +79,7 @@ def new_tuner(config: SearchConfig, stores: Stores, context: TrialContext):
             metric=METRIC,
             mode=MODE,
             search_alg=make_searcher(config, storage=open_storage(url)),
-            scheduler=make_scheduler(config.budget),
+            scheduler=make_scheduler(config.budget, config.mode),
             num_samples=config.budget.num_trials,
             time_budget_s=config.budget.time_limit_s,
             # One actor runs trial after trial: torch, MLflow and the stores load once per actor.

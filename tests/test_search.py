@@ -308,10 +308,11 @@ def test_the_study_lives_beside_the_tracking_database_and_never_names_a_password
 
 
 def test_a_restored_searcher_ends_the_trials_its_snapshot_never_knew(tmp_path: Path):
-    """Resume with a persistent study: Tune's snapshot brings the searcher back, the study's
-    trials asked for after the snapshot end FAIL; a restarted trial's repeated epochs are not
-    reported to Optuna twice (no "reported value is ignored" warning); every Optuna trial names
-    its Tune trial."""
+    """Resume with a persistent study (mode async): Tune's snapshot brings the searcher back, the
+    study's trials asked for after the snapshot end FAIL (a reproducible search proposes them
+    again: tests/test_search_repro.py); a restarted trial's repeated epochs are not reported to
+    Optuna twice (no "reported value is ignored" warning); every Optuna trial names its Tune
+    trial."""
     import warnings
 
     import optuna
@@ -320,7 +321,9 @@ def test_a_restored_searcher_ends_the_trials_its_snapshot_never_knew(tmp_path: P
     from search.study import open_storage
 
     config = load_search_config(
-        DEMO_CONFIG, ["budget.num_trials=3", "start_grid=[]", "start_from=[]"], check_stores=False
+        DEMO_CONFIG,
+        ["budget.num_trials=3", "start_grid=[]", "start_from=[]", "mode=async"],
+        check_stores=False,
     )
     url = f"sqlite:///{tmp_path}/optuna.db"
     searcher = make_searcher(config, storage=open_storage(url)).searcher
