@@ -28,10 +28,10 @@ CLIS = ("feature_store", "trainables", "search", "ensembling")
 
 
 def packages() -> list[str]:
-    """Our top-level packages, as pyproject lists them."""
+    """Our top-level packages, as pyproject's package find includes them (``"avcore*"``, ...)."""
     text = (ROOT / "pyproject.toml").read_text()
-    line = next(ln for ln in text.splitlines() if ln.startswith("packages = "))
-    return json.loads(line.split("=", 1)[1])
+    line = next(ln for ln in text.splitlines() if ln.startswith("include = "))
+    return [pattern.rstrip("*") for pattern in json.loads(line.split("=", 1)[1])]
 
 
 def modules() -> dict[str, Path]:
