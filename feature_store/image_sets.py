@@ -31,12 +31,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from avcore.datasets import class_index
 from feature_store.errors import StoreError
 
 # The seven basic expressions every supported image set labels (RAF-DB's basic set, FER+ and
 # AffectNet without contempt): a fine-tuned backbone's head classifies these.
 CLASSES: tuple[str, ...] = ("Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
-_INDEX = {name.lower(): index for index, name in enumerate(CLASSES)}
+_INDEX = class_index(CLASSES)
 FERPLUS_FOLDERS = {"FER2013Train": "train", "FER2013Valid": "val", "FER2013Test": "test"}
 FERPLUS_VOTES = (
     "neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt", "unknown",

@@ -34,9 +34,7 @@ def load_stores(config: SearchConfig) -> Stores:
                     f"{store.path}: is a {store.modality} store, listed as {modality}"
                 )
             stores[modality][variant] = split_for_search(store, config)
-    for visual in stores["visual"].values():
-        for audio in stores["audio"].values():
-            feature_store.pair(visual, audio)  # PairError names the first clip that differs
+    check_pairs(stores)
     return {m: {v: s.load() for v, s in by_variant.items()} for m, by_variant in stores.items()}
 
 
@@ -65,10 +63,16 @@ def fold_stores(stores: Stores, fold: int, val_fraction: float, seed: int) -> St
         }
         for modality, by_variant in stores.items()
     }
-    for visual in views["visual"].values():
-        for audio in views["audio"].values():
-            feature_store.pair(visual, audio)
+    check_pairs(views)
     return views
+
+
+def check_pairs(stores: Stores) -> None:
+    """Every visual × audio pair holds the same clips, splits and labels (PairError names the
+    first clip that differs)."""
+    for visual in stores["visual"].values():
+        for audio in stores["audio"].values():
+            feature_store.pair(visual, audio)
 
 
 def data_record(stores: Stores) -> dict[str, Any]:
